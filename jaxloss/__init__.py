@@ -1,0 +1,23 @@
+"""jaxloss: loss functions for training computer-vision models in JAX.
+
+Every loss is a pure function ``loss(predictions, targets, *, hyperparameters,
+where=None, weights=None, reduction="mean")`` that works under ``jit``,
+``vmap`` and ``grad``. See ``jaxloss.names()`` for the catalogue.
+"""
+
+from jaxloss import classification, registry, regression
+from jaxloss.classification import *  # noqa: F403
+from jaxloss.registry import get, names, register, unregister
+from jaxloss.regression import *  # noqa: F403
+
+__version__ = "0.1.0"
+
+__all__ = [
+    *classification.__all__,
+    *regression.__all__,
+    "get",
+    "names",
+    "register",
+    "registry",
+    "unregister",
+]

@@ -1,0 +1,216 @@
+"""The battery every registered loss goes through (STYLE.md rule 8).
+
+jit equals eager, vmap equals a loop, float32/bfloat16/float16, finite value
+and gradient at the extremes, ``where`` equals slicing (with NaN planted in
+the masked entries), reduction consistency, weights, and the error text for
+integer predictions, unknown reductions and mismatched shapes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+import tests
+from tests._case import Case
+
+
+def _all_cases() -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for info in pkgutil.iter_modules(tests.__path__):
+        if info.name.startswith("cases_"):
+            module = importlib.import_module(f"tests.{info.name}")
+            cases.update(module.CASES)
+    return cases
+
+
+CASES = _all_cases()
+BUILTIN = [n for n in jaxloss.names() if n in jaxloss.registry._BUILTIN]
+
+
+def test_every_registered_loss_has_a_case():
+    missing = sorted(set(BUILTIN) - set(CASES))
+    assert not missing, f"registered losses without a battery case: {missing}"
+
+
+def _case(name: str) -> Case:
+    if name not in CASES:
+        pytest.fail(f"{name} has no battery case")
+    return CASES[name]
+
+
+def _inputs(name: str, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    args, kwargs = _case(name).make(rng)
+    return tuple(jnp.asarray(a) for a in args), kwargs
+
+
+def _close(actual, expected, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol
+    )
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_jit_equals_eager(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    for reduction in ("mean", "sum", "none"):
+        eager = fn(*args, **kwargs, reduction=reduction)
+        jitted = jax.jit(lambda *a, r=reduction: fn(*a, **kwargs, reduction=r))(*args)
+        assert jitted.shape == eager.shape
+        _close(jitted, eager, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_vmap_equals_loop(name):
+    fn = jaxloss.get(name)
+    draws = [_inputs(name, seed) for seed in range(3)]
+    kwargs = draws[0][1]
+    stacked = [jnp.stack([d[0][i] for d in draws]) for i in range(len(draws[0][0]))]
+    batched = jax.vmap(lambda *a: fn(*a, **kwargs))(*stacked)
+    looped = jnp.stack([fn(*d[0], **kwargs) for d in draws])
+    _close(batched, looped, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("name", BUILTIN)
+def test_half_precision(name, dtype):
+    case = _case(name)
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    half = tuple(a.astype(dtype) if i in case.float_args else a for i, a in enumerate(args))
+    # The float32 reference sees the same (rounded) inputs, so only the
+    # output's rounding to half precision separates the two.
+    rounded = tuple(a.astype(jnp.float32) if i in case.float_args else a
+                    for i, a in enumerate(half))
+    out = fn(*half, **kwargs)
+    assert out.dtype == dtype, f"{name} returned {out.dtype} for {dtype} inputs"
+    reference = fn(*rounded, **kwargs)
+    _close(out.astype(jnp.float32), reference, rtol=case.half_rtol, atol=case.half_rtol)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_finite_at_extremes(name):
+    case = _case(name)
+    fn = jaxloss.get(name)
+    extremes = case.extremes()
+    assert extremes, f"{name} has no extreme inputs in its case"
+    for args, kwargs in extremes:
+        args = tuple(jnp.asarray(a) for a in args)
+        value, grad = jax.value_and_grad(lambda x, *rest, kw=kwargs: fn(x, *rest, **kw))(*args)
+        assert np.isfinite(float(value)), f"{name}: value {value} at extreme input"
+        assert np.all(np.isfinite(np.asarray(grad))), f"{name}: non-finite gradient"
+        assert np.all(np.isfinite(np.asarray(fn(*args, **kwargs, reduction="none"))))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_random_gradient_finite_and_jittable(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name, seed=5)
+    grad = jax.jit(jax.grad(lambda x, *rest: fn(x, *rest, **kwargs)))(*args)
+    assert grad.shape == args[0].shape
+    assert np.all(np.isfinite(np.asarray(grad)))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_reductions_consistent(name):
+    case = _case(name)
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    none = fn(*args, **kwargs, reduction="none")
+    _close(fn(*args, **kwargs, reduction="sum"), jnp.sum(none), rtol=1e-5, atol=1e-5)
+    if case.mean_is_mean_of_none:
+        _close(fn(*args, **kwargs), jnp.mean(none), rtol=1e-5, atol=1e-6)
+    assert none.shape[0] == args[0].shape[0], "unreduced loss must keep the batch axis first"
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_weights(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    shape = fn(*args, **kwargs, reduction="none").shape
+    twos = jnp.full(shape, 2.0, jnp.float32)
+    _close(fn(*args, **kwargs, weights=twos), fn(*args, **kwargs), rtol=1e-5, atol=1e-6)
+    _close(fn(*args, **kwargs, weights=twos, reduction="sum"),
+           2 * fn(*args, **kwargs, reduction="sum"), rtol=1e-5, atol=1e-5)
+    # Zero weight on one batch entry equals dropping it.
+    w = jnp.ones(shape, jnp.float32).at[0].set(0.0)
+    m = jnp.ones(shape, bool).at[0].set(False)
+    _close(fn(*args, **kwargs, weights=w), fn(*args, **kwargs, where=m), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_where_equals_slicing_and_blocks_nan(name):
+    case = _case(name)
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    batch_args = range(len(args)) if case.batch_args is None else case.batch_args
+    unreduced = fn(*args, **kwargs, reduction="none")
+    n = unreduced.shape[0]
+    keep = np.arange(n) % 2 == 0
+    where = jnp.asarray(keep).reshape((n,) + (1,) * (unreduced.ndim - 1))
+    sliced = tuple(a[keep] if i in batch_args else a for i, a in enumerate(args))
+    for reduction in ("mean", "sum"):
+        _close(fn(*args, **kwargs, where=where, reduction=reduction),
+               fn(*sliced, **kwargs, reduction=reduction), rtol=1e-5, atol=1e-6)
+    # NaN in masked-out entries of the first input reaches neither value nor gradient.
+    poisoned = args[0].at[~keep].set(jnp.nan)
+    value, grad = jax.value_and_grad(lambda x: fn(x, *args[1:], **kwargs, where=where))(poisoned)
+    _close(value, fn(*sliced, **kwargs), rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(np.asarray(grad))), f"{name}: NaN leaked through where="
+    assert np.all(np.asarray(grad)[~keep] == 0)
+    # Nothing selected: 0, not NaN, and a zero gradient.
+    nothing = jnp.zeros_like(where)
+    value, grad = jax.value_and_grad(lambda x: fn(x, *args[1:], **kwargs, where=nothing))(args[0])
+    assert float(value) == 0.0
+    assert np.all(np.asarray(grad) == 0)
+
+
+def _first_param_name(fn) -> str:
+    return next(iter(inspect.signature(fn).parameters))
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_error_integer_predictions(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    bad = (jnp.ones(args[0].shape, jnp.int32),) + args[1:]
+    with pytest.raises(TypeError, match=_first_param_name(fn)):
+        fn(*bad, **kwargs)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_error_unknown_reduction(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    with pytest.raises(ValueError, match="reduction"):
+        fn(*args, **kwargs, reduction="avg")
+
+
+@pytest.mark.parametrize("name", [n for n in BUILTIN if n in CASES and CASES[n].elementwise])
+def test_error_mismatched_shapes(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    params = list(inspect.signature(fn).parameters)
+    flat = args[0].reshape(-1)
+    column = args[1].reshape(-1, 1)
+    with pytest.raises(ValueError, match=params[1]):
+        fn(flat, column, *args[2:], **kwargs)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_error_bad_where_shape(name):
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name)
+    shape = fn(*args, **kwargs, reduction="none").shape
+    bad = jnp.ones(shape + (3,), bool)
+    with pytest.raises(ValueError, match="where"):
+        fn(*args, **kwargs, where=bad)
