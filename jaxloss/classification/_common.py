@@ -1,0 +1,105 @@
+"""Input preparation shared by the class-based losses (one place, not one per loss)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from jaxloss import _checks, _reduce
+from jaxloss._numerics import safe_log
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassInputs:
+    """Validated inputs of a class-based loss, class axis moved last.
+
+    Attributes:
+      scores: logits (or probabilities) in the compute dtype, ``[..., C]``;
+        entries at positions that ``where`` masks out are replaced by 0.
+      targets: int ``[...]`` class indices (masked positions replaced by 0) or
+        float ``[..., C]`` probabilities in the compute dtype (masked rows 0).
+      is_index: whether ``targets`` are class indices.
+      num_classes: ``C``.
+      dtype: the result dtype (the input's dtype).
+    """
+
+    scores: Array
+    targets: Array
+    is_index: bool
+    num_classes: int
+    dtype: jnp.dtype
+
+    @property
+    def position_shape(self) -> tuple[int, ...]:
+        """The unreduced per-position shape (the class axis removed)."""
+        return self.scores.shape[:-1]
+
+
+def prepare_class_inputs(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    where: ArrayLike | None = None,
+    logits_name: str = "logits",
+    targets_name: str = "targets",
+    ignore_index: int | None = None,
+    min_classes: int = 1,
+) -> ClassInputs:
+    """Validates logits and targets of a class-based loss and moves the class axis last.
+
+    ``where`` is per position (the shape of the logits without the class axis,
+    or broadcastable to it). Masked positions are sanitised (double-``where``)
+    so that a NaN there reaches neither value nor gradient.
+    """
+    logits = _checks.float_input(logits, logits_name)
+    _checks.check_rank(logits, logits_name, min_rank=1)
+    axis = _checks.normalize_axis(axis, logits.ndim)
+    targets, is_index = _checks.class_targets(
+        logits, targets, axis=axis, logits_name=logits_name, targets_name=targets_name
+    )
+    num_classes = logits.shape[axis]
+    if num_classes < min_classes:
+        raise ValueError(
+            f"{logits_name} must have at least {min_classes} classes along axis {axis}; "
+            f"got shape {logits.shape}."
+        )
+    if is_index:
+        _checks.check_labels_in_range(targets, num_classes, targets_name,
+                                      ignore_index=ignore_index)
+        compute, dtype = _checks.compute_dtype(logits)
+    else:
+        compute, dtype = _checks.compute_dtype(logits, targets)
+    scores = jnp.moveaxis(logits, axis, -1).astype(compute)
+    if not is_index:
+        targets = jnp.moveaxis(targets, axis, -1).astype(compute)
+    if where is not None:
+        positions = _checks.broadcast_mask(where, scores.shape[:-1], "where")
+        (scores,) = _reduce.mask_inputs(positions[..., None], scores)
+        if is_index:
+            targets = jnp.where(positions, targets, jnp.zeros_like(targets))
+        else:
+            (targets,) = _reduce.mask_inputs(positions[..., None], targets)
+    return ClassInputs(scores, targets, is_index, num_classes, dtype)
+
+
+def log_probabilities(scores: Array, *, from_logits: bool) -> Array:
+    """Log-probabilities over the last axis: a stable log-softmax of logits, or the log of
+    probabilities (0 probabilities give -inf with a finite gradient)."""
+    if from_logits:
+        return jax.nn.log_softmax(scores, axis=-1)
+    return safe_log(scores)
+
+
+def take_class(values: Array, labels: Array) -> Array:
+    """``values[..., labels]`` per position: ``[..., C]`` and int ``[...]`` to ``[...]``.
+
+    Labels outside ``[0, C)`` are clipped (the callers mask ignored positions).
+    """
+    num_classes = values.shape[-1]
+    index = jnp.clip(labels, 0, num_classes - 1).astype(jnp.int32)
+    return jnp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
