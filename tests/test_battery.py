@@ -214,3 +214,17 @@ def test_error_bad_where_shape(name):
     bad = jnp.ones(shape + (3,), bool)
     with pytest.raises(ValueError, match="where"):
         fn(*args, **kwargs, where=bad)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_forward_mode_equals_reverse_mode(name):
+    """jacfwd works (no custom_vjp without a jvp) and agrees with grad."""
+    fn = jaxloss.get(name)
+    args, kwargs = _inputs(name, seed=3)
+
+    def loss(x):
+        return fn(x, *args[1:], **kwargs)
+
+    forward = jax.jacfwd(loss)(args[0])
+    reverse = jax.grad(loss)(args[0])
+    _close(forward, reverse, rtol=1e-4, atol=1e-6)
