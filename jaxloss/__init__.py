@@ -5,11 +5,12 @@ where=None, weights=None, reduction="mean")`` that works under ``jit``,
 ``vmap`` and ``grad``. See ``jaxloss.names()`` for the catalogue.
 """
 
-from jaxloss import classification, distance, registry, regression
+from jaxloss import classification, distance, registry, regression, segmentation
 from jaxloss.classification import *  # noqa: F403
 from jaxloss.distance import *  # noqa: F403
 from jaxloss.registry import get, names, register, unregister
 from jaxloss.regression import *  # noqa: F403
+from jaxloss.segmentation import *  # noqa: F403
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     *classification.__all__,
     *distance.__all__,
     *regression.__all__,
+    *segmentation.__all__,
     "get",
     "names",
     "register",

@@ -1,0 +1,575 @@
+"""Segmentation losses: overlap (Dice, Jaccard, Tversky) losses on soft counts.
+
+Conventions (DESIGN.md): logits are channels-last ``(N, *spatial, C)``; in
+``mode="multiclass"`` they go through a softmax over ``C`` and targets are int
+``(N, *spatial)`` class indices or a float one-hot ``(N, *spatial, C)``; in
+``mode="binary"`` (``C == 1``) and ``mode="multilabel"`` each channel goes
+through a sigmoid and targets have the shape of the logits (float, or int
+0/1). ``from_logits=False`` takes probabilities as they are.
+
+Soft counts per image and class: ``TP = sum p t``, ``|P| = sum p``,
+``|T| = sum t``, so ``FP = |P| - TP`` and ``FN = |T| - TP``. With
+``per_image=True`` the unreduced loss is ``(N, C)``; with ``per_image=False``
+the batch is pooled per class (batch Dice) and it is ``(C,)``;
+``average="micro"`` also pools the classes (``(N,)`` or ``()``).
+``ignore_index`` drops a pixel from both P and T. Under ``shard_map``/
+``pmap``, ``axis_name`` makes the pooled counts global, so a sharded batch
+gives the single-device result.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from jaxloss import _checks, _reduce
+from jaxloss._checks import Reduction
+from jaxloss._numerics import one_hot, safe_div, safe_pow
+from jaxloss.registry import _builtin
+
+__all__ = [
+    "dice_loss",
+    "focal_tversky_loss",
+    "jaccard_loss",
+    "tversky_loss",
+]
+
+Mode = Literal["multiclass", "binary", "multilabel"]
+Average = Literal["macro", "micro"]
+_MODES = ("multiclass", "binary", "multilabel")
+_AVERAGES = ("macro", "micro")
+
+
+def _probabilities_and_targets(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    include_background: bool,
+    keep_images: Array | None = None,
+) -> tuple[Array, Array, jnp.dtype]:
+    """Probabilities and one-hot targets, ``(N, S, C)`` each (spatial flattened), masked.
+
+    ``keep_images`` (``(N,)`` bool) sanitises the logits and targets of images
+    that ``where=`` drops entirely (double-``where``: no NaN from them leaks).
+    """
+    _checks.check_choice(mode, "mode", _MODES)
+    logits = _checks.float_input(logits, "logits")
+    _checks.check_rank(logits, "logits", min_rank=2)
+    if ignore_index is not None:
+        ignore_index = _checks.static_int(ignore_index, "ignore_index")
+    num_classes = logits.shape[-1]
+    targets = jnp.asarray(targets)
+    if mode == "binary" and num_classes != 1:
+        raise ValueError(
+            f"mode='binary' needs logits with one channel, (N, *spatial, 1); got shape "
+            f"{logits.shape}. Use mode='multilabel' for several sigmoid channels or "
+            "mode='multiclass' for a softmax."
+        )
+    if mode == "multiclass":
+        targets, is_index = _checks.class_targets(logits, targets, axis=logits.ndim - 1)
+        if is_index:
+            _checks.check_labels_in_range(targets, num_classes, "targets",
+                                          ignore_index=ignore_index)
+            compute, dtype = _checks.compute_dtype(logits)
+        else:
+            if ignore_index is not None:
+                raise ValueError("ignore_index needs integer class-index targets.")
+            compute, dtype = _checks.compute_dtype(logits, targets)
+        scores = _sanitise(logits.astype(compute), keep_images)
+        probs = jax.nn.softmax(scores, axis=-1) if from_logits else scores
+        if is_index:
+            valid = jnp.ones(targets.shape, bool) if ignore_index is None else (
+                targets != ignore_index)
+            labels = jnp.where(valid, targets, jnp.zeros_like(targets))
+            onehot = one_hot(labels, num_classes, compute)
+            valid = valid[..., None]
+        else:
+            onehot = targets.astype(compute)
+            valid = None
+    else:
+        if jnp.issubdtype(targets.dtype, jnp.integer) or targets.dtype == jnp.bool_:
+            valid = None if ignore_index is None else targets != ignore_index
+            targets = targets.astype(logits.dtype)
+        else:
+            if ignore_index is not None:
+                raise ValueError("ignore_index needs integer targets.")
+            valid = None
+        targets = _checks.float_input(targets, "targets")
+        _checks.check_same_shape(targets, "targets", logits, "logits")
+        compute, dtype = _checks.compute_dtype(logits, targets)
+        scores = _sanitise(logits.astype(compute), keep_images)
+        probs = jax.nn.sigmoid(scores) if from_logits else scores
+        onehot = targets.astype(compute)
+    if valid is not None:
+        probs = jnp.where(valid, probs, jnp.zeros_like(probs))
+        onehot = jnp.where(valid, onehot, jnp.zeros_like(onehot))
+    if keep_images is not None:
+        keep = keep_images.reshape((-1,) + (1,) * (probs.ndim - 1))
+        probs = jnp.where(keep, probs, jnp.zeros_like(probs))
+        onehot = jnp.where(keep, onehot, jnp.zeros_like(onehot))
+    if not include_background:
+        if num_classes == 1:
+            raise ValueError(
+                "include_background=False drops channel 0, but the logits have one channel."
+            )
+        probs, onehot = probs[..., 1:], onehot[..., 1:]
+    batch = probs.shape[0]
+    channels = probs.shape[-1]
+    return probs.reshape(batch, -1, channels), onehot.reshape(batch, -1, channels), dtype
+
+
+def _sanitise(scores: Array, keep_images: Array | None) -> Array:
+    if keep_images is None:
+        return scores
+    keep = keep_images.reshape((-1,) + (1,) * (scores.ndim - 1))
+    return jnp.where(keep, scores, jnp.zeros_like(scores))
+
+
+def _images_kept(
+    where: ArrayLike | None, logits: ArrayLike, *, per_image: bool, average: str,
+    include_background: bool,
+) -> Array | None:
+    """``(N,)``: which images ``where=`` keeps at all (per-image losses only)."""
+    if where is None or not per_image:
+        return None
+    shape = jnp.shape(logits)
+    channels = shape[-1] - (0 if include_background else 1)
+    unreduced = (shape[0], channels) if average == "macro" else (shape[0],)
+    mask = _checks.broadcast_mask(where, unreduced, "where").astype(bool)
+    return jnp.any(mask.reshape(shape[0], -1), axis=1)
+
+
+def _soft_counts(
+    probs: Array,
+    onehot: Array,
+    *,
+    per_image: bool,
+    average: str,
+    squared: bool,
+    axis_name: str | None,
+) -> tuple[Array, Array, Array]:
+    """``(TP, |P|, |T|)`` summed per image and class (or pooled), psum-ed across devices."""
+    _checks.check_choice(average, "average", _AVERAGES)
+    axes = (1,) if per_image else (0, 1)
+    if average == "micro":
+        axes = (*axes, 2)
+    tp = jnp.sum(probs * onehot, axis=axes)
+    size_p = jnp.sum(jnp.square(probs) if squared else probs, axis=axes)
+    size_t = jnp.sum(jnp.square(onehot) if squared else onehot, axis=axes)
+    if axis_name is not None and not per_image:
+        tp, size_p, size_t = jax.lax.psum((tp, size_p, size_t), axis_name)
+    return tp, size_p, size_t
+
+
+def _finish(values: Array, *, dtype: jnp.dtype, reduction: str, where: ArrayLike | None,
+            weights: ArrayLike | None) -> Array:
+    if where is not None:
+        # Masked classes/images: the value is replaced before reduction so a NaN
+        # there (e.g. from poisoned logits of a dropped image) cannot leak.
+        (values,) = _reduce.mask_inputs(where, values)
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=dtype)
+
+
+@_builtin("segmentation")
+def dice_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    mode: Mode = "multiclass",
+    from_logits: bool = True,
+    smooth: ArrayLike = 1e-5,
+    eps: ArrayLike = 0.0,
+    per_image: bool = True,
+    squared: bool = False,
+    average: Average = "macro",
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    axis_name: str | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Soft Dice loss, per image and class (MONAI) or pooled over the batch (smp).
+
+    .. math::
+        \ell = 1 - \frac{2\,TP + \text{smooth}}
+                        {\max(|P| + |T| + \text{smooth},\ \text{eps})}
+
+    with :math:`|P| = \sum p^2`, :math:`|T| = \sum t^2` when ``squared``
+    (V-Net). Conventions: a class absent from an image (or, pooled, from the
+    batch) counts; an empty prediction against an empty target gives
+    ``1 - smooth / smooth = 0`` when ``smooth > 0``, and ``1`` when
+    ``smooth = 0`` (value and gradient finite either way: the division is
+    safe). ``class_weights`` gives the weighted mean over classes
+    (``sum_c w_c l_c / sum_c w_c``; MONAI's ``weight`` instead scales the
+    per-class losses before an unweighted mean). MONAI's
+    ``DiceLoss(smooth_nr=s, smooth_dr=s)`` is ``smooth=s, eps=0``; smp's
+    ``DiceLoss(smooth=s, eps=e)`` is ``smooth=s, eps=e`` with
+    ``per_image=False`` except that smp zeroes the loss of classes absent from
+    the target (pass ``where=`` the present classes for that).
+
+    Args:
+      logits: floating ``(N, *spatial, C)`` (probabilities with
+        ``from_logits=False``).
+      targets: ``(N, *spatial)`` int class indices, or ``(N, *spatial, C)``
+        one-hot / probabilities (multiclass); the shape of ``logits`` for
+        binary and multilabel modes.
+      mode: ``"multiclass"`` (softmax), ``"binary"`` (one sigmoid channel) or
+        ``"multilabel"`` (a sigmoid per channel).
+      from_logits: whether ``logits`` are logits.
+      smooth: added to numerator and denominator (``>= 0``).
+      eps: floor of the denominator (``>= 0``).
+      per_image: one score per image and class (MONAI ``batch=False``), or
+        pooled over the batch per class (MONAI ``batch=True``, smp).
+      squared: squared sums in the denominator (MONAI ``squared_pred``).
+      average: ``"macro"`` (one score per class) or ``"micro"`` (counts
+        summed over classes first, kornia's ``average="micro"``).
+      class_weights: ``(C,)`` non-negative weights of the mean over classes
+        (after ``include_background`` drops class 0, ``(C - 1,)``).
+      ignore_index: int target value whose pixels are dropped from P and T.
+      include_background: keep channel 0.
+      axis_name: mapped axis to pool counts over (``per_image=False``).
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"``: ``(N, C)`` per image,
+      ``(C,)`` pooled, ``(N,)`` / ``()`` with ``average="micro"``.
+
+    Raises:
+      ValueError: wrong shapes, unknown mode/average/reduction, bad
+        ``class_weights``, negative ``smooth``/``eps``.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> probs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])  # (1, 3, 2)
+      >>> labels = jnp.array([[0, 1, 1]])
+      >>> jaxloss.dice_loss(probs, labels, from_logits=False, smooth=0.0, reduction="none")
+      Array([[0.333..., 0.272...]], dtype=float32)
+
+    References:
+      Milletari et al., `V-Net <https://arxiv.org/abs/1606.04797>`_, 2016.
+      MONAI ``DiceLoss(softmax=True, to_onehot_y=True)``;
+      segmentation_models_pytorch ``DiceLoss``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_range(smooth, "smooth", low=0.0)
+    _checks.check_range(eps, "eps", low=0.0)
+    probs, onehot, dtype = _probabilities_and_targets(
+        logits, targets, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+        include_background=include_background,
+        keep_images=_images_kept(where, logits, per_image=per_image, average=average,
+                                 include_background=include_background))
+    compute = probs.dtype
+    tp, size_p, size_t = _soft_counts(probs, onehot, per_image=per_image, average=average,
+                                      squared=squared, axis_name=axis_name)
+    smooth = _checks.hyperparameter(smooth, "smooth", compute)
+    eps = _checks.hyperparameter(eps, "eps", compute)
+    denominator = jnp.maximum(size_p + size_t + smooth, eps)
+    values = 1 - safe_div(2 * tp + smooth, denominator)
+    if class_weights is not None:
+        if average == "micro":
+            raise ValueError("class_weights has no meaning with average='micro'.")
+        channels = values.shape[-1]
+        w = _checks.hyperparameter(class_weights, "class_weights", compute, scalar=False)
+        if w.shape != (channels,):
+            raise ValueError(
+                f"class_weights must have shape ({channels},), one per scored class (class 0 "
+                f"is dropped when include_background=False); got {w.shape}."
+            )
+        _checks.check_range(class_weights, "class_weights", low=0.0)
+        w = jnp.broadcast_to(w, values.shape)
+        weights = w if weights is None else w * jnp.broadcast_to(
+            jnp.asarray(weights, compute), values.shape)
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+@_builtin("segmentation")
+def jaccard_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    mode: Mode = "multiclass",
+    from_logits: bool = True,
+    smooth: ArrayLike = 0.0,
+    eps: ArrayLike = 1e-7,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    axis_name: str | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Soft Jaccard (IoU) loss, following segmentation_models_pytorch.
+
+    .. math::
+        \ell_c = \Big(1 - \frac{TP + \text{smooth}}
+                       {\max(|P| + |T| - TP + \text{smooth},\ \text{eps})}\Big)
+                 \cdot [\,|T_c| > 0\,]
+
+    Convention (smp ``JaccardLoss``): batch IoU (``per_image=False``),
+    ``smooth=0``, ``eps=1e-7``, and a class with no target pixel in the
+    pooled batch (or image, with ``per_image=True``) contributes 0; the mean
+    still divides by the number of classes.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: as for :func:`dice_loss`.
+      mode: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+      from_logits: whether ``logits`` are logits.
+      smooth: added to numerator and denominator (``>= 0``).
+      eps: floor of the denominator (``>= 0``).
+      per_image: one score per image and class instead of batch IoU.
+      ignore_index: int target value whose pixels are dropped.
+      include_background: keep channel 0.
+      axis_name: mapped axis to pool counts over (``per_image=False``).
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(C,)`` pooled or ``(N, C)``
+      per image.
+
+    Raises:
+      ValueError: wrong shapes, unknown mode or reduction, negative ``smooth``.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> probs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+      >>> jaxloss.jaccard_loss(probs, jnp.array([[0, 1, 1]]), from_logits=False,
+      ...                      reduction="none")
+      Array([0.5..., 0.428...], dtype=float32)
+
+    References:
+      Rahman & Wang, `Optimizing Intersection-Over-Union in Deep Neural
+      Networks for Image Segmentation
+      <https://doi.org/10.1007/978-3-319-50835-1_22>`_, 2016.
+      segmentation_models_pytorch ``JaccardLoss(mode, from_logits=True)``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_range(smooth, "smooth", low=0.0)
+    _checks.check_range(eps, "eps", low=0.0)
+    probs, onehot, dtype = _probabilities_and_targets(
+        logits, targets, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+        include_background=include_background,
+        keep_images=_images_kept(where, logits, per_image=per_image, average="macro",
+                                 include_background=include_background))
+    compute = probs.dtype
+    tp, size_p, size_t = _soft_counts(probs, onehot, per_image=per_image, average="macro",
+                                      squared=False, axis_name=axis_name)
+    smooth = _checks.hyperparameter(smooth, "smooth", compute)
+    eps = _checks.hyperparameter(eps, "eps", compute)
+    union = size_p + size_t - tp
+    score = safe_div(tp + smooth, jnp.maximum(union + smooth, eps))
+    present = size_t > 0
+    values = jnp.where(present, 1 - score, jnp.zeros_like(score))
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+def _tversky_index(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: ArrayLike,
+    beta: ArrayLike,
+    smooth: ArrayLike,
+    mode: str,
+    from_logits: bool,
+    per_image: bool,
+    average: str,
+    ignore_index: int | None,
+    include_background: bool,
+    axis_name: str | None,
+    where: ArrayLike | None,
+) -> tuple[Array, jnp.dtype]:
+    _checks.check_range(alpha, "alpha", low=0.0)
+    _checks.check_range(beta, "beta", low=0.0)
+    _checks.check_range(smooth, "smooth", low=0.0)
+    probs, onehot, dtype = _probabilities_and_targets(
+        logits, targets, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+        include_background=include_background,
+        keep_images=_images_kept(where, logits, per_image=per_image, average=average,
+                                 include_background=include_background))
+    compute = probs.dtype
+    tp, size_p, size_t = _soft_counts(probs, onehot, per_image=per_image, average=average,
+                                      squared=False, axis_name=axis_name)
+    alpha = _checks.hyperparameter(alpha, "alpha", compute)
+    beta = _checks.hyperparameter(beta, "beta", compute)
+    smooth = _checks.hyperparameter(smooth, "smooth", compute)
+    false_positives = size_p - tp  # sum p (1 - t)
+    false_negatives = size_t - tp  # sum (1 - p) t
+    denominator = tp + alpha * false_positives + beta * false_negatives + smooth
+    return safe_div(tp + smooth, denominator), dtype
+
+
+@_builtin("segmentation")
+def tversky_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: ArrayLike = 0.5,
+    beta: ArrayLike = 0.5,
+    smooth: ArrayLike = 1e-5,
+    mode: Mode = "multiclass",
+    from_logits: bool = True,
+    per_image: bool = True,
+    average: Average = "macro",
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    axis_name: str | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Tversky loss: 1 - TP / (TP + alpha FP + beta FN), soft counts per image and class.
+
+    .. math::
+        \ell = 1 - \frac{TP + \text{smooth}}
+                        {TP + \alpha\,FP + \beta\,FN + \text{smooth}}
+
+    Convention (MONAI): ``alpha`` weights false positives, ``beta`` false
+    negatives; ``alpha = beta = 0.5`` is the Dice loss, ``alpha = beta = 1``
+    the Jaccard loss. kornia's ``tversky_loss`` pools the classes
+    (``average="micro"``) and adds its ``eps`` to the denominator only.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: as for :func:`dice_loss`.
+      alpha: weight of false positives (``>= 0``).
+      beta: weight of false negatives (``>= 0``).
+      smooth: added to numerator and denominator (``>= 0``).
+      mode: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+      from_logits: whether ``logits`` are logits.
+      per_image: per image (MONAI ``batch=False``) or pooled over the batch.
+      average: ``"macro"`` (per class) or ``"micro"`` (classes pooled).
+      ignore_index: int target value whose pixels are dropped.
+      include_background: keep channel 0.
+      axis_name: mapped axis to pool counts over (``per_image=False``).
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(N, C)`` per image,
+      ``(C,)`` pooled, ``(N,)`` / ``()`` with ``average="micro"``.
+
+    Raises:
+      ValueError: wrong shapes, unknown mode/average/reduction, negative
+        ``alpha``/``beta``/``smooth``.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[[4.0, -4.0], [-4.0, 4.0]]])
+      >>> round(float(jaxloss.tversky_loss(logits, jnp.array([[0, 1]]))), 5)
+      0.00034
+
+    References:
+      Salehi et al., `Tversky loss function for image segmentation
+      <https://arxiv.org/abs/1706.05721>`_, 2017. MONAI ``TverskyLoss``;
+      kornia ``tversky_loss``.
+    """
+    _checks.check_reduction(reduction)
+    index, dtype = _tversky_index(
+        logits, targets, alpha=alpha, beta=beta, smooth=smooth, mode=mode,
+        from_logits=from_logits, per_image=per_image, average=average,
+        ignore_index=ignore_index, include_background=include_background, axis_name=axis_name,
+        where=where)
+    return _finish(1 - index, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+@_builtin("segmentation")
+def focal_tversky_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    gamma: ArrayLike = 0.75,
+    alpha: ArrayLike = 0.3,
+    beta: ArrayLike = 0.7,
+    smooth: ArrayLike = 1e-5,
+    mode: Mode = "multiclass",
+    from_logits: bool = True,
+    per_image: bool = True,
+    average: Average = "macro",
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    axis_name: str | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Focal Tversky loss: the Tversky loss raised to ``gamma``, per image and class.
+
+    .. math:: \ell = (1 - TI)^{\gamma}
+
+    with :math:`TI` the Tversky index of :func:`tversky_loss`. Defaults follow
+    Abraham & Khan (``alpha=0.3``, ``beta=0.7``, exponent ``1/γ' = 0.75``).
+    The power has a zero gradient at ``TI = 1`` (a perfect prediction), so the
+    gradient stays finite for ``gamma < 1``.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: as for :func:`dice_loss`.
+      gamma: exponent (``> 0``).
+      alpha: weight of false positives (``>= 0``).
+      beta: weight of false negatives (``>= 0``).
+      smooth: added to numerator and denominator (``>= 0``).
+      mode: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+      from_logits: whether ``logits`` are logits.
+      per_image: per image or pooled over the batch.
+      average: ``"macro"`` or ``"micro"``.
+      ignore_index: int target value whose pixels are dropped.
+      include_background: keep channel 0.
+      axis_name: mapped axis to pool counts over (``per_image=False``).
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; unreduced shape as for :func:`tversky_loss`.
+
+    Raises:
+      ValueError: as :func:`tversky_loss`, and ``gamma <= 0``.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> probs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+      >>> jaxloss.focal_tversky_loss(probs, jnp.array([[0, 1, 1]]), from_logits=False,
+      ...                            gamma=1.0, alpha=0.5, beta=0.5, smooth=0.0,
+      ...                            reduction="none")
+      Array([[0.333..., 0.272...]], dtype=float32)
+
+    References:
+      Abraham & Khan, `A Novel Focal Tversky loss function with improved
+      Attention U-Net for lesion segmentation
+      <https://arxiv.org/abs/1810.07842>`_, 2019.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_range(gamma, "gamma", low=0.0, low_inclusive=False)
+    index, dtype = _tversky_index(
+        logits, targets, alpha=alpha, beta=beta, smooth=smooth, mode=mode,
+        from_logits=from_logits, per_image=per_image, average=average,
+        ignore_index=ignore_index, include_background=include_background, axis_name=axis_name,
+        where=where)
+    gamma = _checks.hyperparameter(gamma, "gamma", index.dtype)
+    values = safe_pow(jnp.maximum(1 - index, jnp.zeros_like(index)), gamma)
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)

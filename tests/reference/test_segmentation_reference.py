@@ -1,0 +1,222 @@
+"""Overlap losses against MONAI, kornia and smp's published formula (value and gradient).
+
+The references are channels-first ``(N, C, *spatial)``; jaxloss is channels-last,
+so the tests move the class axis.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+
+torch = pytest.importorskip("torch")
+monai_losses = pytest.importorskip("monai.losses")
+kornia_losses = pytest.importorskip("kornia.losses")
+
+SHAPES = [(3, 7, 5), (2, 5, 6, 3)]  # (N, H, W) and (N, D, H, W), odd sizes
+
+
+def _inputs(shape, num_classes, seed, absent=None):
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=(*shape, num_classes)) * 2).astype(np.float32)
+    labels = rng.integers(0, num_classes, size=shape).astype(np.int64)
+    if absent is not None:
+        labels[labels == absent] = 0  # a class absent from the whole batch
+    return logits, labels
+
+
+def _channels_first(x):
+    return np.moveaxis(x, -1, 1)
+
+
+def _torch_value_and_grad(fn, logits):
+    t = torch.tensor(_channels_first(logits), dtype=torch.float64, requires_grad=True)
+    value = fn(t)
+    value.sum().backward()
+    return value.detach().numpy(), np.moveaxis(t.grad.numpy(), 1, -1)
+
+
+def _ours_value_and_grad(fn, logits):
+    value = fn(jnp.asarray(logits))
+    grad = jax.grad(lambda x: jnp.sum(fn(x)))(jnp.asarray(logits))
+    return np.asarray(value), np.asarray(grad)
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                               rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_dice_against_monai(shape, per_image, squared, include_background):
+    logits, labels = _inputs(shape, 4, seed=len(shape) + squared, absent=3)
+    monai = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, batch=not per_image,
+                                  squared_pred=squared, include_background=include_background,
+                                  smooth_nr=1e-5, smooth_dr=1e-5, reduction="none")
+    target = torch.tensor(labels[:, None])
+    expected, expected_grad = _torch_value_and_grad(lambda x: monai(x, target), logits)
+
+    def ours(x):
+        return jaxloss.dice_loss(x, jnp.asarray(labels, jnp.int32), per_image=per_image,
+                                 squared=squared, include_background=include_background,
+                                 reduction="none")
+
+    value, grad = _ours_value_and_grad(ours, logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dice_multilabel_and_ignore_index_against_monai(shape):
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(*shape, 3)).astype(np.float32)
+    targets = (rng.random((*shape, 3)) < 0.3).astype(np.float32)
+    monai = monai_losses.DiceLoss(sigmoid=True, reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(_channels_first(targets), dtype=torch.float64)), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_loss(x, jnp.asarray(targets), mode="multilabel",
+                                    reduction="none"), logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+    logits, labels = _inputs(shape, 4, seed=3)
+    labels[..., :2] = 255  # an ignored band
+    monai = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, ignore_index=255,
+                                  reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_loss(x, jnp.asarray(labels, jnp.int32), ignore_index=255,
+                                    reduction="none"), logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+
+def test_dice_class_weights_is_weighted_mean_of_monai_per_class():
+    logits, labels = _inputs((3, 6, 5), 4, seed=11)
+    w = np.array([0.5, 1.0, 2.0, 0.0], np.float32)
+    monai = monai_losses.DiceLoss(softmax=True, to_onehot_y=True, reduction="none")
+    per_class, _ = _torch_value_and_grad(lambda x: monai(x, torch.tensor(labels[:, None])),
+                                         logits)
+    per_class = per_class.reshape(3, 4)
+    expected = (per_class * w).sum() / (3 * w.sum())
+    got = jaxloss.dice_loss(jnp.asarray(logits), jnp.asarray(labels, jnp.int32),
+                            class_weights=jnp.asarray(w))
+    _close(got, expected)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize(("alpha", "beta"), [(0.5, 0.5), (0.3, 0.7)])
+def test_tversky_against_monai(shape, per_image, alpha, beta):
+    logits, labels = _inputs(shape, 3, seed=5, absent=2)
+    monai = monai_losses.TverskyLoss(softmax=True, to_onehot_y=True, alpha=alpha, beta=beta,
+                                     batch=not per_image, reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.tversky_loss(x, jnp.asarray(labels, jnp.int32), alpha=alpha,
+                                       beta=beta, per_image=per_image, reduction="none"),
+        logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+
+def _present_mean(per_image_class, labels, num_classes):
+    present = np.stack([(labels == c).reshape(labels.shape[0], -1).any(1)
+                        for c in range(num_classes)], axis=1)
+    return (per_image_class * present).sum(1) / np.maximum(present.sum(1), 1)
+
+
+@pytest.mark.parametrize(("alpha", "beta"), [(0.5, 0.5), (0.3, 0.7)])
+def test_tversky_against_kornia(alpha, beta):
+    # kornia averages the per-class index over the classes present in each image.
+    logits, labels = _inputs((3, 7, 5), 4, seed=2, absent=3)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: kornia_losses.tversky_loss(x, torch.tensor(labels), alpha, beta, eps=1e-12),
+        logits)
+
+    def ours(x):
+        index = 1 - jaxloss.tversky_loss(x, jnp.asarray(labels, jnp.int32), alpha=alpha,
+                                         beta=beta, smooth=0.0, reduction="none")
+        present = np.stack([(labels == c).reshape(3, -1).any(1) for c in range(4)], 1)
+        present = jnp.asarray(present, jnp.float32)
+        per_image = jnp.sum(index * present, axis=1) / jnp.maximum(jnp.sum(present, 1), 1.0)
+        return 1 - jnp.mean(per_image)
+
+    value, grad = _ours_value_and_grad(ours, logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+def _smp_jaccard(logits, labels, smooth=0.0, eps=1e-7):
+    """segmentation_models_pytorch JaccardLoss (multiclass, from_logits, dims=(0, 2)),
+    written from losses/jaccard.py and losses/_functional.py::soft_jaccard_score."""
+    n, c = logits.shape[:2]
+    y_pred = logits.log_softmax(dim=1).exp().view(n, c, -1)
+    y_true = torch.nn.functional.one_hot(labels.view(n, -1), c).permute(0, 2, 1)
+    y_true = y_true.type_as(y_pred)
+    intersection = torch.sum(y_pred * y_true, dim=(0, 2))
+    cardinality = torch.sum(y_pred + y_true, dim=(0, 2))
+    union = cardinality - intersection
+    score = (intersection + smooth) / (union + smooth).clamp_min(eps)
+    loss = 1.0 - score
+    loss = loss * (y_true.sum((0, 2)) > 0).to(loss.dtype)
+    return loss
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_jaccard_against_smp_formula(shape):
+    logits, labels = _inputs(shape, 4, seed=9, absent=1)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: _smp_jaccard(x, torch.tensor(labels)), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.jaccard_loss(x, jnp.asarray(labels, jnp.int32), reduction="none"),
+        logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+def _smp_dice(logits, labels, smooth=0.0, eps=1e-7):
+    """segmentation_models_pytorch DiceLoss (multiclass, from_logits), from losses/dice.py."""
+    n, c = logits.shape[:2]
+    y_pred = logits.log_softmax(dim=1).exp().view(n, c, -1)
+    y_true = torch.nn.functional.one_hot(labels.view(n, -1), c).permute(0, 2, 1)
+    y_true = y_true.type_as(y_pred)
+    intersection = torch.sum(y_pred * y_true, dim=(0, 2))
+    cardinality = torch.sum(y_pred + y_true, dim=(0, 2))
+    score = (2.0 * intersection + smooth) / (cardinality + smooth).clamp_min(eps)
+    return (1.0 - score) * (y_true.sum((0, 2)) > 0).to(score.dtype)
+
+
+def test_dice_reaches_smp_convention():
+    logits, labels = _inputs((3, 7, 5), 4, seed=4, absent=2)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: _smp_dice(x, torch.tensor(labels), smooth=0.5), logits)
+    present = jnp.asarray(np.isin(np.arange(4), labels))
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_loss(x, jnp.asarray(labels, jnp.int32), smooth=0.5, eps=1e-7,
+                                    per_image=False, where=present, reduction="none"),
+        logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+def test_dice_micro_against_kornia():
+    logits, labels = _inputs((3, 7, 5), 4, seed=6)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: kornia_losses.dice_loss(x, torch.tensor(labels), average="micro", eps=1e-12),
+        logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_loss(x, jnp.asarray(labels, jnp.int32), average="micro",
+                                    smooth=0.0), logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
