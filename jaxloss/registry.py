@@ -214,7 +214,7 @@ def get(name: str, **hyperparameters: Any) -> Callable[..., Array]:
     return functools.partial(fn, **hyperparameters)
 
 
-def names(family: str | None = None) -> list[str]:
+def names(*, family: str | None = None) -> list[str]:
     """Sorted names of the registered losses, optionally of one family.
 
     Example:

@@ -33,6 +33,7 @@ from jaxloss.registry import _builtin
 
 __all__ = [
     "dice_loss",
+    "generalized_dice_loss",
     "focal_tversky_loss",
     "jaccard_loss",
     "tversky_loss",
@@ -572,4 +573,104 @@ def focal_tversky_loss(
         where=where)
     gamma = _checks.hyperparameter(gamma, "gamma", index.dtype)
     values = safe_pow(jnp.maximum(1 - index, jnp.zeros_like(index)), gamma)
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+_WEIGHT_TYPES = ("square", "simple", "uniform")
+
+
+@_builtin("segmentation")
+def generalized_dice_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weight_type: Literal["square", "simple", "uniform"] = "square",
+    mode: Mode = "multiclass",
+    from_logits: bool = True,
+    smooth: ArrayLike = 1e-5,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    include_background: bool = True,
+    axis_name: str | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Generalized Dice loss: one Dice over all classes, each weighted by its target volume.
+
+    .. math::
+        \ell = 1 - \frac{2 \sum_c w_c\, TP_c + \text{smooth}}
+                        {\sum_c w_c (|P_c| + |T_c|) + \text{smooth}},
+        \qquad w_c = |T_c|^{-2}\ (\text{square}),\ |T_c|^{-1}\ (\text{simple}),
+        \ 1\ (\text{uniform})
+
+    Convention (MONAI): a class absent from the targets has an infinite
+    weight, which is replaced by the largest finite weight (of the image, or
+    of the pooled batch), so an absent class cannot take over the loss (as
+    it does in an implementation that only adds an epsilon). The weights
+    carry no gradient. Pooled over the batch by default (``per_image=False``,
+    as in Sudre et al.); MONAI's default is per image.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: as for :func:`dice_loss`.
+      weight_type: ``"square"``, ``"simple"`` or ``"uniform"``.
+      mode: ``"multiclass"``, ``"binary"`` or ``"multilabel"``.
+      from_logits: whether ``logits`` are logits.
+      smooth: added to numerator and denominator (``>= 0``).
+      per_image: one loss per image (MONAI ``batch=False``) instead of pooled.
+      ignore_index: int target value whose pixels are dropped.
+      include_background: keep channel 0.
+      axis_name: mapped axis to pool counts over (``per_image=False``).
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``()`` pooled, ``(N,)`` per
+      image.
+
+    Raises:
+      ValueError: wrong shapes, unknown ``weight_type``, mode or reduction.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> probs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+      >>> round(float(jaxloss.generalized_dice_loss(probs, jnp.array([[0, 1, 1]]),
+      ...                                           from_logits=False, smooth=0.0)), 5)
+      0.31915
+
+    References:
+      Sudre et al., `Generalised Dice overlap as a deep learning loss function
+      for highly unbalanced segmentations <https://arxiv.org/abs/1707.03237>`_,
+      2017. MONAI ``GeneralizedDiceLoss(softmax=True, to_onehot_y=True,
+      batch=True)``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_choice(weight_type, "weight_type", _WEIGHT_TYPES)
+    _checks.check_range(smooth, "smooth", low=0.0)
+    keep = None
+    if where is not None and per_image:
+        keep = _checks.broadcast_mask(where, (jnp.shape(logits)[0],), "where").astype(bool)
+    probs, onehot, dtype = _probabilities_and_targets(
+        logits, targets, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+        include_background=include_background, keep_images=keep)
+    compute = probs.dtype
+    tp, size_p, size_t = _soft_counts(probs, onehot, per_image=per_image, average="macro",
+                                      squared=False, axis_name=axis_name)
+    volume = jax.lax.stop_gradient(size_t)  # [N, C] or [C]
+    if weight_type == "uniform":
+        class_weight = jnp.ones_like(volume)
+    else:
+        power = volume if weight_type == "simple" else jnp.square(volume)
+        finite = power > 0
+        class_weight = safe_div(jnp.ones_like(power), power)
+        largest = jnp.max(class_weight, axis=-1, keepdims=True)
+        class_weight = jnp.where(finite, class_weight, jnp.broadcast_to(largest, power.shape))
+    smooth = _checks.hyperparameter(smooth, "smooth", compute)
+    numerator = 2 * jnp.sum(class_weight * tp, axis=-1) + smooth
+    denominator = jnp.sum(class_weight * (size_p + size_t), axis=-1) + smooth
+    values = 1 - safe_div(numerator, denominator)
     return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)

@@ -53,4 +53,5 @@ CASES = {
     "jaccard_loss": _case(per_image=True),
     "tversky_loss": _case(alpha=0.3, beta=0.7),
     "focal_tversky_loss": _case(gamma=0.75),
+    "generalized_dice_loss": _case(per_image=True),
 }

@@ -30,9 +30,10 @@ def test_every_builtin_loss_is_public():
 @pytest.mark.parametrize("name", PUBLIC)
 def test_defaults_are_keyword_only(name):
     signature = inspect.signature(getattr(jaxloss, name))
+    # ``register(fn=None, *, ...)``: a decorator takes the function positionally.
     positional_defaults = [
         p.name for p in signature.parameters.values()
-        if p.default is not inspect.Parameter.empty
+        if p.default is not inspect.Parameter.empty and p.name != "fn"
         and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
     assert not positional_defaults, f"{name}: {positional_defaults} must be keyword-only"

@@ -35,6 +35,7 @@ _SCRIPT = textwrap.dedent(
         "jaccard_loss": dict(),
         "tversky_loss": dict(per_image=False, alpha=0.3, beta=0.7),
         "focal_tversky_loss": dict(per_image=False),
+        "generalized_dice_loss": dict(),
     }
     for name, kwargs in cases.items():
         fn = jaxloss.get(name, **kwargs)
@@ -64,4 +65,4 @@ def test_pooled_losses_sharded_over_8_devices():
     result = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok ") == 4, result.stdout
+    assert result.stdout.count("ok ") == 5, result.stdout

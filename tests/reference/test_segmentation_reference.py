@@ -220,3 +220,21 @@ def test_dice_micro_against_kornia():
                                     smooth=0.0), logits)
     _close(value, expected)
     _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("weight_type", ["square", "simple", "uniform"])
+def test_generalized_dice_against_monai(shape, per_image, weight_type):
+    logits, labels = _inputs(shape, 4, seed=12, absent=3)
+    labels[0][labels[0] == 2] = 1  # class 2 also absent from the first image
+    monai = monai_losses.GeneralizedDiceLoss(softmax=True, to_onehot_y=True, batch=not per_image,
+                                             w_type=weight_type, reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.generalized_dice_loss(x, jnp.asarray(labels, jnp.int32),
+                                                weight_type=weight_type, per_image=per_image,
+                                                reduction="none"), logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
