@@ -36,6 +36,8 @@ __all__ = [
     "generalized_dice_loss",
     "focal_tversky_loss",
     "jaccard_loss",
+    "lovasz_hinge_loss",
+    "lovasz_softmax_loss",
     "tversky_loss",
 ]
 
@@ -673,4 +675,210 @@ def generalized_dice_loss(
     numerator = 2 * jnp.sum(class_weight * tp, axis=-1) + smooth
     denominator = jnp.sum(class_weight * (size_p + size_t), axis=-1) + smooth
     values = 1 - safe_div(numerator, denominator)
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+def _lovasz_dot(key: Array, values: Array, foreground: Array, valid: Array | None) -> Array:
+    """Lovasz extension of the Jaccard loss along the last axis, batched over the rest.
+
+    Sorts ``key`` (the errors) in decreasing order (one batched sort; ignored
+    entries last) and returns ``sum_i values_sorted[i] * g[i]`` with ``g`` the
+    discrete gradient of the Jaccard loss along the sorted foreground.
+    """
+    if valid is not None:
+        key = jnp.where(valid, key, jnp.full_like(key, -jnp.inf))
+        values = jnp.where(valid, values, jnp.zeros_like(values))
+        foreground = jnp.where(valid, foreground, jnp.zeros_like(foreground))
+    order = jnp.argsort(-jax.lax.stop_gradient(key), axis=-1)        # [..., L]
+    values_sorted = jnp.take_along_axis(values, order, axis=-1)
+    fg_sorted = jnp.take_along_axis(foreground, order, axis=-1)
+    total = jnp.sum(fg_sorted, axis=-1, keepdims=True)
+    intersection = total - jnp.cumsum(fg_sorted, axis=-1)
+    union = total + jnp.cumsum(1 - fg_sorted, axis=-1)                # >= 1 everywhere
+    jaccard = 1 - intersection / union
+    gradient = jnp.concatenate([jaccard[..., :1], jnp.diff(jaccard, axis=-1)], axis=-1)
+    return jnp.sum(values_sorted * gradient, axis=-1)
+
+
+@_builtin("segmentation")
+def lovasz_hinge_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    per_image: bool = True,
+    ignore_index: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Lovasz hinge loss: the Lovasz extension of the binary Jaccard loss on hinge errors.
+
+    .. math::
+        e_i = 1 - x_i (2 t_i - 1), \qquad
+        \ell = \sum_i \max(e_{\pi(i)}, 0)\, g_i(t_\pi)
+
+    with :math:`\pi` sorting the errors in decreasing order and :math:`g`
+    the discrete gradient of the Jaccard loss along the sorted labels. One
+    batched sort, no loop over images. The sort order carries no gradient
+    (the loss is piecewise linear in the logits).
+
+    Args:
+      logits: floating ``(N, *spatial)`` binary logits (no channel axis).
+      targets: the same shape, 0/1 (float, bool or int; int may hold
+        ``ignore_index``).
+      per_image: one loss per image (Berman's default, kornia) or one over
+        the pooled batch (smp's ``LovaszLoss`` default).
+      ignore_index: int target value whose pixels are dropped.
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(N,)`` per image or ``()``
+      pooled.
+
+    Raises:
+      ValueError: shapes differ, rank < 2, unknown reduction.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[2.0, -1.0, 0.5, -3.0]])
+      >>> float(jaxloss.lovasz_hinge_loss(logits, jnp.array([[1.0, 0.0, 0.0, 0.0]])))
+      0.75
+
+    References:
+      Berman et al., `The Lovasz-Softmax loss
+      <https://arxiv.org/abs/1705.08790>`_, CVPR 2018. kornia
+      ``lovasz_hinge_loss``; segmentation_models_pytorch ``LovaszLoss("binary")``.
+    """
+    _checks.check_reduction(reduction)
+    logits = _checks.float_input(logits, "logits")
+    _checks.check_rank(logits, "logits", min_rank=2)
+    targets = jnp.asarray(targets)
+    valid = None
+    if jnp.issubdtype(targets.dtype, jnp.integer) or targets.dtype == jnp.bool_:
+        if ignore_index is not None:
+            valid = targets != _checks.static_int(ignore_index, "ignore_index")
+        targets = targets.astype(logits.dtype)
+    elif ignore_index is not None:
+        raise ValueError("ignore_index needs integer targets.")
+    targets = _checks.float_input(targets, "targets")
+    _checks.check_same_shape(targets, "targets", logits, "logits")
+    compute, dtype = _checks.compute_dtype(logits, targets)
+    batch = logits.shape[0]
+    x = logits.astype(compute).reshape(batch, -1)
+    t = targets.astype(compute).reshape(batch, -1)
+    if valid is not None:
+        valid = valid.reshape(batch, -1)
+        t = jnp.where(valid, t, jnp.zeros_like(t))
+    if where is not None and per_image:
+        keep = _checks.broadcast_mask(where, (batch,), "where").astype(bool)[:, None]
+        x = jnp.where(keep, x, jnp.zeros_like(x))
+        t = jnp.where(keep, t, jnp.zeros_like(t))
+    if not per_image:
+        x, t = x.reshape(1, -1), t.reshape(1, -1)
+        valid = None if valid is None else valid.reshape(1, -1)
+    errors = 1 - x * (2 * t - 1)
+    values = _lovasz_dot(errors, jax.nn.relu(errors), t, valid)
+    if not per_image:
+        values = values[0]
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+@_builtin("segmentation")
+def lovasz_softmax_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    classes: Literal["present", "all"] = "present",
+    per_image: bool = False,
+    from_logits: bool = True,
+    ignore_index: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Lovasz-Softmax loss: the Lovasz extension of the per-class Jaccard loss.
+
+    .. math::
+        e_{ic} = |[y_i = c] - p_{ic}|, \qquad
+        \ell = \operatorname{mean}_{c} \sum_i e_{\pi_c(i) c}\, g_i([y = c]_{\pi_c})
+
+    Convention: ``classes="present"`` averages over the classes present in the
+    targets (of each image with ``per_image=True``, of the batch otherwise),
+    ``"all"`` over every class; an image with no valid pixel gives 0.
+    Defaults (``"present"``, pooled) follow Berman's code and
+    segmentation_models_pytorch; kornia's ``lovasz_softmax_loss`` is
+    ``classes="all", per_image=True``. One batched sort over classes and
+    images.
+
+    Args:
+      logits: floating ``(N, *spatial, C)`` (probabilities with
+        ``from_logits=False``).
+      targets: int ``(N, *spatial)`` class indices (or ``ignore_index``), or a
+        float one-hot ``(N, *spatial, C)``.
+      classes: ``"present"`` or ``"all"``.
+      per_image: one loss per image instead of one over the pooled batch.
+      from_logits: whether ``logits`` are logits.
+      ignore_index: int target value whose pixels are dropped.
+      where: boolean mask broadcastable to the unreduced shape.
+      weights: weights broadcastable to the unreduced shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(N,)`` per image or ``()``
+      pooled.
+
+    Raises:
+      ValueError: wrong shapes, unknown ``classes`` or reduction.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> probs = jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+      >>> round(float(jaxloss.lovasz_softmax_loss(probs, jnp.array([[0, 1, 1]]),
+      ...                                         from_logits=False)), 5)
+      0.38333
+
+    References:
+      Berman et al., `The Lovasz-Softmax loss
+      <https://arxiv.org/abs/1705.08790>`_, CVPR 2018.
+      segmentation_models_pytorch ``LovaszLoss("multiclass")``; kornia
+      ``lovasz_softmax_loss``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_choice(classes, "classes", ("present", "all"))
+    batch = jnp.shape(logits)[0] if jnp.ndim(logits) else 0
+    keep = None
+    if where is not None and per_image:
+        keep = _checks.broadcast_mask(where, (batch,), "where").astype(bool)
+    probs, onehot, dtype = _probabilities_and_targets(
+        logits, targets, mode="multiclass", from_logits=from_logits, ignore_index=ignore_index,
+        include_background=True, keep_images=keep)               # [N, S, C]
+    valid = None
+    labels = jnp.asarray(targets)
+    if ignore_index is not None:
+        valid = (labels != ignore_index).reshape(batch, -1)[..., None]
+        valid = jnp.broadcast_to(valid, probs.shape)
+    if not per_image:
+        probs = probs.reshape(1, -1, probs.shape[-1])
+        onehot = onehot.reshape(1, -1, onehot.shape[-1])
+        valid = None if valid is None else valid.reshape(1, -1, valid.shape[-1])
+    # Classes first, pixels last: one batched sort over images and classes.
+    probs, onehot = jnp.swapaxes(probs, 1, 2), jnp.swapaxes(onehot, 1, 2)   # [N', C, S]
+    valid = None if valid is None else jnp.swapaxes(valid, 1, 2)
+    errors = jnp.abs(onehot - probs)
+    per_class = _lovasz_dot(errors, errors, onehot, valid)                   # [N', C]
+    if classes == "present":
+        counted = (jnp.sum(onehot, axis=-1) > 0).astype(per_class.dtype)
+    else:
+        counted = jnp.ones_like(per_class)
+        if valid is not None:  # an image with no valid pixel counts no class
+            counted = counted * jnp.any(valid, axis=-1).astype(per_class.dtype)
+    values = safe_div(jnp.sum(per_class * counted, axis=-1), jnp.sum(counted, axis=-1))
+    if not per_image:
+        values = values[0]
     return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)

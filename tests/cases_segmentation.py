@@ -43,6 +43,20 @@ def _extremes(**kwargs):
     return extremes
 
 
+def _binary(rng):
+    logits = rng.normal(size=(4, 5, 6)).astype(np.float32) * 2
+    targets = (rng.random((4, 5, 6)) < 0.4).astype(np.float32)
+    return (logits, targets), {}
+
+
+def _binary_extremes():
+    rng = np.random.default_rng(1)
+    saturated = np.where(rng.random((2, 3, 3)) < 0.5, 1e4, -1e4).astype(np.float32)
+    targets = (rng.random((2, 3, 3)) < 0.5).astype(np.float32)
+    return [((saturated, targets), {}), ((saturated, np.zeros_like(targets)), {}),
+            ((np.zeros_like(saturated), np.ones_like(targets)), {})]
+
+
 def _case(**kwargs) -> Case:
     return Case(make=_multiclass(**kwargs), extremes=_extremes(**kwargs), float_args=(0,),
                 half_rtol=3e-2)
@@ -54,4 +68,7 @@ CASES = {
     "tversky_loss": _case(alpha=0.3, beta=0.7),
     "focal_tversky_loss": _case(gamma=0.75),
     "generalized_dice_loss": _case(per_image=True),
+    "lovasz_softmax_loss": _case(per_image=True),
+    "lovasz_hinge_loss": Case(make=_binary, extremes=_binary_extremes, float_args=(0, 1),
+                              elementwise=True, half_rtol=3e-2),
 }

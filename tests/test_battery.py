@@ -200,10 +200,9 @@ def test_error_mismatched_shapes(name):
     fn = jaxloss.get(name)
     args, kwargs = _inputs(name)
     params = list(inspect.signature(fn).parameters)
-    flat = args[0].reshape(-1)
-    column = args[1].reshape(-1, 1)
+    # (..., K) against (..., K, 1): the classic (N,) versus (N, 1) mistake.
     with pytest.raises(ValueError, match=params[1]):
-        fn(flat, column, *args[2:], **kwargs)
+        fn(args[0], args[1][..., None], *args[2:], **kwargs)
 
 
 @pytest.mark.parametrize("name", BUILTIN)

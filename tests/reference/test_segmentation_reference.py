@@ -238,3 +238,111 @@ def test_generalized_dice_against_monai(shape, per_image, weight_type):
                                                 reduction="none"), logits)
     _close(value, expected.reshape(value.shape))
     _close(grad, expected_grad)
+
+
+def _berman_lovasz_grad(gt_sorted):
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.cumsum(0)
+    union = gts + (1 - gt_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    if len(gt_sorted) > 1:
+        jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return jaccard
+
+
+def _berman_lovasz_softmax(logits, labels, classes="present", per_image=False, ignore=None):
+    """Berman's lovasz_softmax (as in smp losses/lovasz.py), written plainly in torch."""
+    probas = logits.softmax(1)
+
+    def flat(prob, lab):
+        c = prob.shape[0]
+        prob = prob.reshape(c, -1).t()
+        lab = lab.reshape(-1)
+        if ignore is not None:
+            keep = lab != ignore
+            prob, lab = prob[keep], lab[keep]
+        losses = []
+        for k in range(c):
+            fg = (lab == k).to(prob.dtype)
+            if classes == "present" and fg.sum() == 0:
+                continue
+            errors = (fg - prob[:, k]).abs()
+            errors_sorted, perm = torch.sort(errors, 0, descending=True)
+            losses.append(torch.dot(errors_sorted, _berman_lovasz_grad(fg[perm])))
+        return torch.stack(losses).mean() if losses else prob.sum() * 0
+
+    if per_image:
+        return torch.stack([flat(p, y) for p, y in zip(probas, labels, strict=True)])
+    pooled = probas.transpose(0, 1).reshape(probas.shape[1], 1, -1)
+    return flat(pooled[:, 0], labels.reshape(-1))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_softmax_against_berman(shape, per_image, classes):
+    logits, labels = _inputs(shape, 4, seed=13, absent=3)
+    labels[0, 0] = 255
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: _berman_lovasz_softmax(x, torch.tensor(labels), classes, per_image, 255),
+        logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.lovasz_softmax_loss(x, jnp.asarray(labels, jnp.int32), classes=classes,
+                                              per_image=per_image, ignore_index=255,
+                                              reduction="none"), logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+def test_lovasz_softmax_against_kornia():
+    logits, labels = _inputs((3, 7, 5), 4, seed=14)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: kornia_losses.lovasz_softmax_loss(x, torch.tensor(labels)), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.lovasz_softmax_loss(x, jnp.asarray(labels, jnp.int32), classes="all",
+                                              per_image=True), logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 5), (2, 9, 4)])
+def test_lovasz_hinge_against_kornia(shape):
+    rng = np.random.default_rng(15)
+    logits = rng.normal(size=shape).astype(np.float32) * 2
+    targets = (rng.random(shape) < 0.4).astype(np.int64)
+    t = torch.tensor(logits[:, None], dtype=torch.float64, requires_grad=True)
+    expected = kornia_losses.lovasz_hinge_loss(t, torch.tensor(targets))
+    expected.backward()
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.lovasz_hinge_loss(x, jnp.asarray(targets, jnp.int32)), logits)
+    _close(value, expected.detach().numpy())
+    _close(grad, t.grad.numpy()[:, 0])
+
+
+def _berman_lovasz_hinge_flat(logits, labels):
+    signs = 2.0 * labels - 1.0
+    errors = 1.0 - logits * signs
+    errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
+    return torch.dot(torch.relu(errors_sorted), _berman_lovasz_grad(labels[perm]))
+
+
+def test_lovasz_hinge_pooled_with_ignore_against_berman():
+    rng = np.random.default_rng(16)
+    logits = rng.normal(size=(3, 6, 5)).astype(np.float32)
+    targets = (rng.random((3, 6, 5)) < 0.4).astype(np.int64)
+    targets[1, :2] = 255
+    keep = targets.reshape(-1) != 255
+
+    def reference(x):
+        flat = x.reshape(-1)[torch.tensor(keep)]
+        return _berman_lovasz_hinge_flat(flat, torch.tensor(targets.reshape(-1)[keep],
+                                                            dtype=torch.float64))
+
+    t = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    expected = reference(t)
+    expected.backward()
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.lovasz_hinge_loss(x, jnp.asarray(targets, jnp.int32), per_image=False,
+                                            ignore_index=255), logits)
+    _close(value, expected.detach().numpy())
+    _close(grad, t.grad.numpy())
