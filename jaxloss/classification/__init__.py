@@ -9,4 +9,9 @@ reduced). Half-precision inputs are computed in float32 and returned in their
 dtype.
 """
 
-__all__: list[str] = []
+from jaxloss.classification import cross_entropy, ctc, robust
+from jaxloss.classification.cross_entropy import *  # noqa: F403
+from jaxloss.classification.ctc import *  # noqa: F403
+from jaxloss.classification.robust import *  # noqa: F403
+
+__all__: list[str] = [*cross_entropy.__all__, *robust.__all__, *ctc.__all__]
