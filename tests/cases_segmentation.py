@@ -69,6 +69,9 @@ CASES = {
     "focal_tversky_loss": _case(gamma=0.75),
     "generalized_dice_loss": _case(per_image=True),
     "lovasz_softmax_loss": _case(per_image=True),
+    "boundary_loss": _case(),
+    "hausdorff_dt_loss": _case(),
+    "cldice_loss": _case(),
     "lovasz_hinge_loss": Case(make=_binary, extremes=_binary_extremes, float_args=(0, 1),
                               elementwise=True, half_rtol=3e-2),
 }

@@ -346,3 +346,67 @@ def test_lovasz_hinge_pooled_with_ignore_against_berman():
                                             ignore_index=255), logits)
     _close(value, expected.detach().numpy())
     _close(grad, t.grad.numpy())
+
+
+SPATIAL_SHAPES = [(2, 9, 7), (2, 5, 6, 7)]  # (N, H, W) and (N, D, H, W), odd sizes
+
+
+def _blobs(shape, num_classes, seed):
+    """Labels with blobs, so that distance maps have real boundaries; one empty class."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int64)
+    for n in range(shape[0]):
+        for c in range(1, num_classes - 1):
+            lo = [rng.integers(0, s - 2) for s in shape[1:]]
+            hi = [lo_i + rng.integers(1, 4) for lo_i in lo]
+            labels[(n, *[slice(a, b) for a, b in zip(lo, hi, strict=True)])] = c
+    logits = (rng.normal(size=(*shape, num_classes)) * 2).astype(np.float32)
+    return logits, labels
+
+
+@pytest.mark.parametrize("shape", SPATIAL_SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_boundary_against_monai(shape, per_image, include_background):
+    logits, labels = _blobs(shape, 4, seed=21)
+    monai = monai_losses.BoundaryLoss(softmax=True, to_onehot_y=True, batch=not per_image,
+                                      include_background=include_background, reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.boundary_loss(x, jnp.asarray(labels, jnp.int32), per_image=per_image,
+                                        include_background=include_background,
+                                        reduction="none"), logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SPATIAL_SHAPES)
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("alpha", [2.0, 1.0])
+def test_hausdorff_against_monai(shape, per_image, alpha):
+    logits, labels = _blobs(shape, 4, seed=22)
+    monai = monai_losses.HausdorffDTLoss(softmax=True, to_onehot_y=True, alpha=alpha,
+                                         batch=not per_image, reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.hausdorff_dt_loss(x, jnp.asarray(labels, jnp.int32), alpha=alpha,
+                                            per_image=per_image, reduction="none"), logits)
+    _close(value, expected.reshape(value.shape))
+    _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SPATIAL_SHAPES)
+@pytest.mark.parametrize("iterations", [0, 3])
+def test_cldice_against_monai(shape, iterations):
+    logits, labels = _blobs(shape, 3, seed=23)
+    monai = monai_losses.SoftclDiceLoss(iter_=iterations, softmax=True, to_onehot_y=True,
+                                        reduction="none")
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.cldice_loss(x, jnp.asarray(labels, jnp.int32), iterations=iterations,
+                                      reduction="none"), logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
