@@ -30,12 +30,15 @@ from jax.typing import ArrayLike
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
 from jaxloss._numerics import one_hot, safe_div, safe_pow
+from jaxloss.classification import cross_entropy_loss, sigmoid_focal_loss
 from jaxloss.distance import distance_transform
 from jaxloss.registry import _builtin
 
 __all__ = [
     "boundary_loss",
     "cldice_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
     "dice_loss",
     "generalized_dice_loss",
     "hausdorff_dt_loss",
@@ -1187,3 +1190,185 @@ def cldice_loss(
         jnp.sum(skeleton_true, axis=axes) + smooth)
     values = 1 - safe_div(2 * precision * sensitivity, precision + sensitivity + 1e-4)
     return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+def _per_image_mean(values: Array) -> Array:
+    """``(N, ...)`` to ``(N,)``: the mean over everything but the batch axis."""
+    return jnp.mean(values.reshape(values.shape[0], -1), axis=1)
+
+
+def _combined(dice_values: Array, other_values: Array, lambda_dice: ArrayLike,
+              lambda_other: ArrayLike, dtype: jnp.dtype, reduction: str,
+              where: ArrayLike | None, weights: ArrayLike | None) -> Array:
+    compute = dice_values.dtype
+    lambda_dice = _checks.hyperparameter(lambda_dice, "lambda_dice", compute)
+    lambda_other = _checks.hyperparameter(lambda_other, "lambda", compute)
+    values = lambda_dice * _per_image_mean(dice_values) + lambda_other * other_values
+    return _finish(values, dtype=dtype, reduction=reduction, where=where, weights=weights)
+
+
+@_builtin("segmentation")
+def dice_ce_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    lambda_dice: ArrayLike = 1.0,
+    lambda_ce: ArrayLike = 1.0,
+    smooth: ArrayLike = 1e-5,
+    squared: bool = False,
+    include_background: bool = True,
+    label_smoothing: ArrayLike = 0.0,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Dice loss plus cross-entropy (multi-class, softmax), MONAI's ``DiceCELoss``.
+
+    .. math::
+        \ell_n = \lambda_{dice}\, \operatorname{mean}_c \mathrm{Dice}_{nc}
+                + \lambda_{ce}\, \operatorname{mean}_{x} \mathrm{CE}_n(x)
+
+    Convention (MONAI): the Dice part is :func:`dice_loss` per image
+    (``include_background`` applies to it only), the cross-entropy part is
+    torch's over every class; the ``mean`` of the per-image values is MONAI's
+    ``lambda_dice * dice + lambda_ce * ce``.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: int ``(N, *spatial)`` class indices or float one-hot.
+      lambda_dice: weight of the Dice part (``>= 0``).
+      lambda_ce: weight of the cross-entropy part (``>= 0``).
+      smooth: Dice smoothing (MONAI ``smooth_nr = smooth_dr``).
+      squared: squared Dice denominators.
+      include_background: keep channel 0 in the Dice part.
+      label_smoothing: cross-entropy label smoothing in ``[0, 1]``.
+      where: boolean mask broadcastable to ``(N,)``.
+      weights: weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(N,)`` per image.
+
+    Raises:
+      ValueError: wrong shapes, negative lambdas, unknown reduction.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[[2.0, -1.0], [-1.0, 2.0]]])
+      >>> labels = jnp.array([[0, 1]])
+      >>> dice = jaxloss.dice_loss(logits, labels)
+      >>> ce = jaxloss.cross_entropy_loss(logits, labels)
+      >>> bool(jnp.isclose(jaxloss.dice_ce_loss(logits, labels), dice + ce))
+      True
+
+    References:
+      Isensee et al., `nnU-Net <https://arxiv.org/abs/1809.10486>`_, 2021.
+      MONAI ``DiceCELoss(softmax=True, to_onehot_y=True)``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_range(lambda_dice, "lambda_dice", low=0.0)
+    _checks.check_range(lambda_ce, "lambda_ce", low=0.0)
+    keep = None
+    if where is not None:
+        keep = _checks.broadcast_mask(where, (jnp.shape(logits)[0],), "where").astype(bool)
+    probs_dice = dice_loss(logits, targets, smooth=smooth, squared=squared,
+                           include_background=include_background, where=None if keep is None
+                           else keep[:, None], reduction="none")
+    logits = _checks.float_input(logits, "logits")
+    if keep is not None:
+        keep_positions = keep.reshape((-1,) + (1,) * (logits.ndim - 1))
+        logits = jnp.where(keep_positions, logits, jnp.zeros_like(logits))
+    ce = cross_entropy_loss(logits, targets, label_smoothing=label_smoothing, ignore_index=None,
+                            reduction="none")
+    compute, dtype = _checks.compute_dtype(logits)
+    return _combined(probs_dice.astype(compute), _per_image_mean(ce.astype(compute)),
+                     lambda_dice, lambda_ce, dtype, reduction, where, weights)
+
+
+@_builtin("segmentation")
+def dice_focal_loss(
+    logits: ArrayLike,
+    targets: ArrayLike,
+    *,
+    lambda_dice: ArrayLike = 1.0,
+    lambda_focal: ArrayLike = 1.0,
+    gamma: ArrayLike = 2.0,
+    alpha: ArrayLike | None = None,
+    smooth: ArrayLike = 1e-5,
+    squared: bool = False,
+    include_background: bool = True,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Dice loss plus focal loss, MONAI's ``DiceFocalLoss`` with a softmax Dice.
+
+    .. math::
+        \ell_n = \lambda_{dice}\, \operatorname{mean}_c \mathrm{Dice}_{nc}
+                + \lambda_{focal}\, \operatorname{mean}_{x, c} \mathrm{FL}_{nc}(x)
+
+    Convention (MONAI ``DiceFocalLoss(softmax=True, to_onehot_y=True)``): the
+    Dice part uses softmax probabilities; the focal part is MONAI's default
+    *sigmoid* focal loss of each channel's logit against the one-hot target
+    (:func:`sigmoid_focal_loss`), averaged over pixels and channels;
+    ``include_background=False`` drops channel 0 from both.
+
+    Args:
+      logits: floating ``(N, *spatial, C)``.
+      targets: int ``(N, *spatial)`` class indices or float one-hot.
+      lambda_dice: weight of the Dice part (``>= 0``).
+      lambda_focal: weight of the focal part (``>= 0``).
+      gamma: focusing parameter (``>= 0``).
+      alpha: ``None`` or the positive-class weight in ``[0, 1]``.
+      smooth: Dice smoothing.
+      squared: squared Dice denominators.
+      include_background: keep channel 0.
+      where: boolean mask broadcastable to ``(N,)``.
+      weights: weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` ``(N,)`` per image.
+
+    Raises:
+      ValueError: wrong shapes, negative lambdas or gamma, unknown reduction.
+      TypeError: integer logits.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import jaxloss
+      >>> logits = jnp.array([[[2.0, -1.0], [-1.0, 2.0]]])
+      >>> labels = jnp.array([[0, 1]])
+      >>> focal = jaxloss.sigmoid_focal_loss(logits, jax.nn.one_hot(labels, 2), alpha=None)
+      >>> total = jaxloss.dice_focal_loss(logits, labels)
+      >>> bool(jnp.isclose(total, jaxloss.dice_loss(logits, labels) + focal))
+      True
+
+    References:
+      Zhu et al., `AnatomyNet <https://arxiv.org/abs/1808.05238>`_, 2019.
+      MONAI ``DiceFocalLoss(softmax=True, to_onehot_y=True)``.
+    """
+    _checks.check_reduction(reduction)
+    _checks.check_range(lambda_dice, "lambda_dice", low=0.0)
+    _checks.check_range(lambda_focal, "lambda_focal", low=0.0)
+    keep = None
+    if where is not None:
+        keep = _checks.broadcast_mask(where, (jnp.shape(logits)[0],), "where").astype(bool)
+    dice = dice_loss(logits, targets, smooth=smooth, squared=squared,
+                     include_background=include_background,
+                     where=None if keep is None else keep[:, None], reduction="none")
+    logits = _checks.float_input(logits, "logits")
+    compute, dtype = _checks.compute_dtype(logits)
+    if keep is not None:
+        keep_positions = keep.reshape((-1,) + (1,) * (logits.ndim - 1))
+        logits = jnp.where(keep_positions, logits, jnp.zeros_like(logits))
+    targets, is_index = _checks.class_targets(logits, targets, axis=logits.ndim - 1)
+    onehot = (one_hot(targets, logits.shape[-1], logits.dtype) if is_index
+              else targets.astype(logits.dtype))
+    if not include_background:
+        logits, onehot = logits[..., 1:], onehot[..., 1:]
+    focal = sigmoid_focal_loss(logits, onehot, gamma=gamma, alpha=alpha, reduction="none")
+    return _combined(dice.astype(compute), _per_image_mean(focal.astype(compute)), lambda_dice,
+                     lambda_focal, dtype, reduction, where, weights)

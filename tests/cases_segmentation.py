@@ -72,6 +72,8 @@ CASES = {
     "boundary_loss": _case(),
     "hausdorff_dt_loss": _case(),
     "cldice_loss": _case(),
+    "dice_ce_loss": _case(),
+    "dice_focal_loss": _case(),
     "lovasz_hinge_loss": Case(make=_binary, extremes=_binary_extremes, float_args=(0, 1),
                               elementwise=True, half_rtol=3e-2),
 }

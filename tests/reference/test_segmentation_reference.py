@@ -410,3 +410,37 @@ def test_cldice_against_monai(shape, iterations):
                                       reduction="none"), logits)
     _close(value, expected)
     _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("include_background", [True, False])
+def test_dice_ce_against_monai(shape, include_background):
+    logits, labels = _inputs(shape, 4, seed=31, absent=3)
+    monai = monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice=0.7,
+                                    lambda_ce=1.3, include_background=include_background)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_ce_loss(x, jnp.asarray(labels, jnp.int32), lambda_dice=0.7,
+                                       lambda_ce=1.3, include_background=include_background),
+        logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_dice_focal_against_monai(shape, include_background, gamma):
+    logits, labels = _inputs(shape, 4, seed=32, absent=3)
+    monai = monai_losses.DiceFocalLoss(softmax=True, to_onehot_y=True, gamma=gamma,
+                                       lambda_dice=0.6, lambda_focal=1.4,
+                                       include_background=include_background)
+    expected, expected_grad = _torch_value_and_grad(
+        lambda x: monai(x, torch.tensor(labels[:, None])), logits)
+    value, grad = _ours_value_and_grad(
+        lambda x: jaxloss.dice_focal_loss(x, jnp.asarray(labels, jnp.int32), gamma=gamma,
+                                          lambda_dice=0.6, lambda_focal=1.4,
+                                          include_background=include_background), logits)
+    _close(value, expected)
+    _close(grad, expected_grad)
