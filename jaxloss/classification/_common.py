@@ -103,3 +103,20 @@ def take_class(values: Array, labels: Array) -> Array:
     num_classes = values.shape[-1]
     index = jnp.clip(labels, 0, num_classes - 1).astype(jnp.int32)
     return jnp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
+
+
+def log_probability_of(scores: Array, labels: Array, *, from_logits: bool) -> Array:
+    """``log p[..., label]`` per position without materialising the whole log-softmax.
+
+    From logits it is ``logits[y] - logsumexp(logits)``: fused passes over the
+    classes and a gather, the way optax computes its integer-label cross-entropy
+    (a log-softmax followed by a gather writes a ``[..., C]`` temporary and is
+    several times slower in the backward pass).
+    """
+    if from_logits:
+        # Shifted by the (constant) max first, as log_softmax is: when y is the largest
+        # logit, x_y - max is exactly 0 and the result keeps its relative precision.
+        shift = jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
+        log_normalizer = jnp.log(jnp.sum(jnp.exp(scores - shift), axis=-1))
+        return (take_class(scores, labels) - shift[..., 0]) - log_normalizer
+    return safe_log(take_class(scores, labels))

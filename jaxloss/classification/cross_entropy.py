@@ -23,8 +23,8 @@ from jaxloss._checks import Reduction
 from jaxloss._numerics import safe_log, safe_pow, x_times
 from jaxloss.classification._common import (
     log_probabilities,
+    log_probability_of,
     prepare_class_inputs,
-    take_class,
 )
 from jaxloss.registry import _builtin
 
@@ -309,7 +309,7 @@ def cross_entropy_loss(
     normalizer = None
     if inputs.is_index:
         labels = inputs.targets                                          # [...]
-        values = -take_class(log_p, labels)
+        values = -log_probability_of(inputs.scores, labels, from_logits=from_logits)
         if w is not None:
             w_y = _gather_class(w, labels)
             values = w_y * values
@@ -433,7 +433,7 @@ def focal_loss(
     log_p = log_probabilities(inputs.scores, from_logits=from_logits)   # [..., C]
     if inputs.is_index:
         labels = inputs.targets
-        log_pt = take_class(log_p, labels)                              # [...]
+        log_pt = log_probability_of(inputs.scores, labels, from_logits=from_logits)
         modulator = safe_pow(-jnp.expm1(log_pt), g)
         values = -modulator * log_pt
         if a is not None:
@@ -585,7 +585,7 @@ def poly1_cross_entropy_loss(
     eps = _checks.hyperparameter(epsilon, "epsilon", compute)
     log_p = log_probabilities(inputs.scores, from_logits=from_logits)   # [..., C]
     if inputs.is_index:
-        log_pt = take_class(log_p, inputs.targets)                      # [...]
+        log_pt = log_probability_of(inputs.scores, inputs.targets, from_logits=from_logits)
         values = -log_pt - eps * jnp.expm1(log_pt)
     else:
         t = inputs.targets
