@@ -1,0 +1,152 @@
+"""Shared pieces of the metric-learning family: normalisation, distance matrices, masks,
+and the cross-device gather that makes batch-wide losses shard-exact."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from jaxloss import _checks
+from jaxloss._numerics import safe_sqrt
+
+Distance = Literal["euclidean", "squared", "cosine"]
+DISTANCES: tuple[str, ...] = ("euclidean", "squared", "cosine")
+
+
+def l2_normalize(x: Array, *, axis: int = -1, eps: float = 1e-12) -> Array:
+    """``x / max(||x||, eps)`` (torch's ``F.normalize``), with a finite gradient at ``x = 0``."""
+    norm = safe_sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
+    return x / jnp.maximum(norm, eps)
+
+
+def squared_distance_matrix(a: Array, b: Array) -> Array:
+    """``||a_i - b_j||^2`` for ``a (N, d)``, ``b (M, d)``: ``(N, M)``, clamped at 0."""
+    a_sq = jnp.sum(jnp.square(a), axis=-1)[:, None]                 # [N, 1]
+    b_sq = jnp.sum(jnp.square(b), axis=-1)[None, :]                 # [1, M]
+    return jnp.maximum(a_sq + b_sq - 2 * (a @ b.T), 0.0)
+
+
+def distance_matrix(a: Array, b: Array, *, distance: str) -> Array:
+    """``(N, M)`` distances: Euclidean (finite gradient at 0), squared, or ``1 - cos``."""
+    _checks.check_choice(distance, "distance", DISTANCES)
+    if distance == "cosine":
+        return 1 - l2_normalize(a) @ l2_normalize(b).T
+    squared = squared_distance_matrix(a, b)
+    return squared if distance == "squared" else safe_sqrt(squared)
+
+
+def same_label(labels_a: Array, labels_b: Array) -> Array:
+    """``(N, M)`` boolean: ``labels_a[i] == labels_b[j]``."""
+    return labels_a[:, None] == labels_b[None, :]
+
+
+def embeddings_and_labels(
+    embeddings: object, labels: object, *, embeddings_name: str = "embeddings",
+    labels_name: str = "labels",
+) -> tuple[Array, Array, jnp.dtype]:
+    """Validates ``(N, d)`` float embeddings and ``(N,)`` int labels; returns them in the
+    compute dtype, and the result dtype."""
+    embeddings = _checks.float_input(embeddings, embeddings_name)
+    _checks.check_rank(embeddings, embeddings_name, rank=2)
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise TypeError(f"{labels_name} must be integer class labels; got dtype {labels.dtype}.")
+    if labels.shape != embeddings.shape[:1]:
+        raise ValueError(
+            f"{labels_name} must have shape ({embeddings.shape[0]},), one label per row of "
+            f"{embeddings_name}; got {labels.shape}."
+        )
+    compute, dtype = _checks.compute_dtype(embeddings)
+    return embeddings.astype(compute), labels, dtype
+
+
+def gather_batch(x: Array, axis_name: str | None) -> Array:
+    """The global batch under ``shard_map``/``pmap``: ``all_gather`` along axis 0 (tiled).
+
+    Without ``axis_name`` it returns ``x``. Gradients flow back to each
+    device's own shard (``all_gather``'s transpose is a reduce-scatter).
+    """
+    if axis_name is None:
+        return x
+    return jax.lax.all_gather(x, axis_name, axis=0, tiled=True)
+
+
+def shard_offset(local_size: int, axis_name: str | None) -> Array | int:
+    """Index of this device's first row in the gathered batch (0 without ``axis_name``)."""
+    if axis_name is None:
+        return 0
+    return jax.lax.axis_index(axis_name) * local_size
+
+
+# --------------------------------------------------------------------------------------
+# Blockwise (chunked) computation over the columns of a similarity matrix.
+# --------------------------------------------------------------------------------------
+
+
+def scan_column_blocks(
+    body,
+    init,
+    keys: Array,
+    *,
+    block_size: int,
+    extras: tuple[Array, ...] = (),
+):
+    """Runs ``carry = body(carry, key_block, columns, valid, *extra_blocks)`` over column blocks.
+
+    ``keys`` ``(M, d)`` (and each array of ``extras``, leading axis ``M``) is
+    split into blocks of ``block_size`` rows (the last block padded; ``valid``
+    marks real columns, ``columns`` holds their global indices). The body is
+    wrapped in ``jax.checkpoint``, so the backward pass recomputes each
+    ``(N, block_size)`` block instead of storing it: memory stays
+    ``O(N * block_size + N * d)``, never ``O(N * M)``.
+    """
+    block_size = _checks.static_int(block_size, "block_size", low=1)
+    total = keys.shape[0]
+    blocks = -(-total // block_size)
+    pad = blocks * block_size - total
+
+    def split(array: Array) -> Array:
+        padded = jnp.pad(array, [(0, pad)] + [(0, 0)] * (array.ndim - 1))
+        return padded.reshape((blocks, block_size) + array.shape[1:])
+
+    columns = jnp.arange(blocks * block_size).reshape(blocks, block_size)
+    valid = columns < total
+    xs = (split(keys), columns, valid, *[split(e) for e in extras])
+
+    @jax.checkpoint
+    def step(carry, block):
+        return body(carry, *block), None
+
+    carry, _ = jax.lax.scan(step, init, xs)
+    return carry
+
+
+def logsumexp_init(rows: int, dtype: jnp.dtype) -> tuple[Array, Array]:
+    """Initial ``(running_max, running_sum)`` of an online log-sum-exp over ``rows`` rows."""
+    return jnp.full((rows,), -jnp.inf, dtype), jnp.zeros((rows,), dtype)
+
+
+def logsumexp_update(state: tuple[Array, Array], logits: Array, mask: Array,
+                     ) -> tuple[Array, Array]:
+    """Folds a block of ``logits`` ``(N, b)`` (entries with ``mask`` False ignored) into an
+    online log-sum-exp state; stable for any magnitudes and for fully masked blocks."""
+    running_max, running_sum = state
+    masked = jnp.where(mask, logits, -jnp.inf)
+    block_max = jax.lax.stop_gradient(jnp.max(masked, axis=-1))
+    new_max = jnp.maximum(running_max, block_max)
+    safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+    rescale = jnp.where(jnp.isfinite(running_max), jnp.exp(running_max - safe_max), 0.0)
+    block_sum = jnp.sum(jnp.where(mask, jnp.exp(logits - safe_max[:, None]), 0.0), axis=-1)
+    return new_max, running_sum * rescale + block_sum
+
+
+def logsumexp_finish(state: tuple[Array, Array]) -> Array:
+    """``log(sum(exp))`` of an online state; ``-inf`` for rows that saw no entry."""
+    running_max, running_sum = state
+    safe_max = jnp.where(jnp.isfinite(running_max), running_max, 0.0)
+    positive = running_sum > 0
+    safe_sum = jnp.where(positive, running_sum, 1.0)
+    return jnp.where(positive, jnp.log(safe_sum) + safe_max, -jnp.inf)
