@@ -5,9 +5,21 @@ where=None, weights=None, reduction="mean")`` that works under ``jit``,
 ``vmap`` and ``grad``. See ``jaxloss.names()`` for the catalogue.
 """
 
-from jaxloss import classification, distance, registry, regression, segmentation
+from jaxloss import (
+    classification,
+    compose,
+    detection,
+    distance,
+    metric,
+    registry,
+    regression,
+    segmentation,
+)
 from jaxloss.classification import *  # noqa: F403
+from jaxloss.compose import combine, deep_supervision, objective, term
+from jaxloss.detection import *  # noqa: F403
 from jaxloss.distance import *  # noqa: F403
+from jaxloss.metric import *  # noqa: F403
 from jaxloss.registry import get, names, register, unregister
 from jaxloss.regression import *  # noqa: F403
 from jaxloss.segmentation import *  # noqa: F403
@@ -16,12 +28,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     *classification.__all__,
+    *detection.__all__,
     *distance.__all__,
+    *metric.__all__,
     *regression.__all__,
     *segmentation.__all__,
+    "combine",
+    "compose",
+    "deep_supervision",
     "get",
     "names",
+    "objective",
     "register",
     "registry",
+    "term",
     "unregister",
 ]

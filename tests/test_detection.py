@@ -1,0 +1,416 @@
+"""Properties, conventions and errors of jaxloss.detection.
+
+Agreement with torchvision's formulas and MONAI is in
+tests/reference/test_detection_reference.py. Here: an independent geometric
+reference for the IoU (numpy, float64, cell decomposition), SSD's hard
+negative mining against a numpy reference and its invariance to the anchor
+order, RetinaNet's use of ``sigmoid_focal_loss`` against torchvision's
+formula, the conventions on degenerate boxes, hypothesis properties and the
+error messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxloss
+from tests.cases_detection import (
+    IOU_LOSSES,
+    _ssd_arrays,
+    _xyxy_to,
+    extreme_box_pairs,
+    random_xyxy,
+)
+
+
+def _finite(tree) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(leaf)))) for leaf in jax.tree.leaves(tree))
+
+
+# ------------------------------------------------------------------ geometric reference
+
+def _exact_iou(a, b) -> float:
+    """IoU of two axis-aligned boxes by cell decomposition, float64, no min/max formula.
+
+    The x and y coordinates of both boxes cut the plane into a grid of cells; a
+    cell lies in a box exactly when its centre does. Intersection and union are
+    sums of cell areas.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    xs = np.unique([a[0], a[2], b[0], b[2]])
+    ys = np.unique([a[1], a[3], b[1], b[3]])
+    inter = union = 0.0
+    for x_lo, x_hi in itertools.pairwise(xs):
+        for y_lo, y_hi in itertools.pairwise(ys):
+            cx, cy = (x_lo + x_hi) / 2, (y_lo + y_hi) / 2
+            in_a = a[0] <= cx <= a[2] and a[1] <= cy <= a[3]
+            in_b = b[0] <= cx <= b[2] and b[1] <= cy <= b[3]
+            area = (x_hi - x_lo) * (y_hi - y_lo)
+            inter += area * (in_a and in_b)
+            union += area * (in_a or in_b)
+    return inter / union if union > 0 else 0.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_iou_equals_exact_interval_arithmetic(seed):
+    rng = np.random.default_rng(seed)
+    # Integer-ish coordinates make shared edges and nested boxes common.
+    b1 = np.round(random_xyxy(rng, (9,), high=6.0) * 2) / 2
+    b2 = np.round(random_xyxy(rng, (11,), high=6.0) * 2) / 2
+    expected = np.array([[_exact_iou(p, q) for q in b2] for p in b1])
+    np.testing.assert_allclose(np.asarray(jaxloss.box_iou(b1, b2)), expected, rtol=1e-6,
+                               atol=1e-7)
+    loss = jaxloss.iou_loss(b1[:9], b2[:9], eps=0.0, reduction="none")
+    np.testing.assert_allclose(np.asarray(loss), 1 - np.diagonal(expected), rtol=1e-6,
+                               atol=1e-6)
+
+
+def test_iou_exact_on_extremes():
+    for p, t in extreme_box_pairs():
+        expected = [_exact_iou(a, b) for a, b in zip(p, t, strict=True)]
+        np.testing.assert_allclose(np.asarray(jaxloss.box_iou(p, t, pairwise=False)),
+                                   expected, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ hypothesis properties
+
+_coord = st.floats(-50.0, 50.0, allow_nan=False, width=32)
+_side = st.floats(0.0, 30.0, allow_nan=False, width=32)
+_box = st.tuples(_coord, _coord, _side, _side).map(
+    lambda v: np.array([v[0], v[1], v[0] + v[2], v[1] + v[3]], np.float32))
+
+
+# Fixed list sizes and jitted functions: one compilation per test, not one per example.
+_box_iou = jax.jit(jaxloss.box_iou)
+_giou = jax.jit(jaxloss.generalized_box_iou)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_box, min_size=4, max_size=4), st.lists(_box, min_size=5, max_size=5))
+def test_iou_symmetric_and_bounded(boxes1, boxes2):
+    b1, b2 = np.stack(boxes1), np.stack(boxes2)
+    iou = np.asarray(_box_iou(b1, b2))
+    assert np.all((iou >= 0) & (iou <= 1 + 1e-6))
+    np.testing.assert_allclose(iou, np.asarray(_box_iou(b2, b1)).T, rtol=1e-6, atol=1e-7)
+    giou = np.asarray(_giou(b1, b2))
+    assert np.all((giou >= -1 - 1e-6) & (giou <= 1 + 1e-6))
+    np.testing.assert_allclose(giou, np.asarray(_giou(b2, b1)).T, rtol=1e-6, atol=1e-6)
+
+
+def _summed_value_and_grad(name):
+    fn = getattr(jaxloss, name)
+    return jax.jit(jax.value_and_grad(lambda p, t: jnp.sum(fn(p, t, reduction="none"))))
+
+
+_VALUE_AND_GRAD = {name: _summed_value_and_grad(name) for name in IOU_LOSSES}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(_coord, _coord, st.floats(0.5, 30.0, width=32),
+                          st.floats(0.5, 30.0, width=32)), min_size=6, max_size=6))
+def test_losses_zero_for_identical_boxes(raw):
+    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in raw], np.float32)
+    for name in IOU_LOSSES:
+        value, grad = _VALUE_AND_GRAD[name](boxes, boxes)
+        # Per box 1 - area / (area + eps) with eps = 1e-7, area >= 0.25, plus float32 rounding.
+        assert abs(float(value)) < 6 * 1e-6, name
+        assert _finite(grad)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(_box, min_size=6, max_size=6), st.lists(_box, min_size=6, max_size=6))
+def test_losses_finite_and_ordered(boxes1, boxes2):
+    k = 6
+    p, t = np.stack(boxes1), np.stack(boxes2)
+    values = {}
+    for name in IOU_LOSSES:
+        values[name], grad = _VALUE_AND_GRAD[name](p, t)
+        assert _finite(values[name]) and _finite(grad), name
+    # Each penalty is non-negative; GIoU in [0, 2].
+    assert values["iou_loss"] <= values["diou_loss"] + 1e-5
+    assert values["diou_loss"] <= values["ciou_loss"] + 1e-5
+    assert values["diou_loss"] <= values["eiou_loss"] + 1e-5
+    assert 0 - 1e-5 <= values["giou_loss"] <= 2 * k + 1e-5
+
+
+# ------------------------------------------------------------------ degenerate boxes
+
+@pytest.mark.parametrize("name", IOU_LOSSES)
+def test_degenerate_boxes_finite_value_and_gradient(name):
+    fn = getattr(jaxloss, name)
+    for p, t in extreme_box_pairs():
+        for eps in (1e-7, 0.0):
+            value, (gp, gt) = jax.value_and_grad(
+                lambda a, b, e=eps: fn(a, b, eps=e), argnums=(0, 1))(p, t)
+            assert _finite(value) and _finite(gp) and _finite(gt), (name, p, t, eps)
+
+
+def test_ciou_zero_height_box_takes_the_limit_value():
+    """torchvision's atan(w / 0) = pi/2 has the right value but a NaN gradient; ours agrees
+    in value and keeps the gradient finite."""
+    p = np.array([[0.0, 2.0, 3.0, 2.0]], np.float32)   # height 0
+    t = np.array([[0.0, 0.0, 3.0, 3.0]], np.float32)
+    tp = torch.tensor(p, requires_grad=True)
+    x1, y1, x2, y2 = tp.unbind(-1)
+    angle_p = torch.atan((x2 - x1) / (y2 - y1))
+    angle_p.sum().backward()
+    assert float(angle_p.detach()) == pytest.approx(np.pi / 2)
+    assert torch.isnan(tp.grad).any()  # the behaviour we do not copy
+    # value: v = 4/pi^2 (pi/4 - pi/2)^2 = 1/4; IoU = 0; rho^2 = 0.25, diagonal^2 = 18
+    v = 0.25
+    alpha = v / (1 - 0 + v + 1e-7)
+    expected = 1 + 0.25 / (18 + 1e-7) + alpha * v
+    value, grad = jax.value_and_grad(lambda a: jaxloss.ciou_loss(a, t))(p)
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    assert _finite(grad)
+
+
+def test_ciou_alpha_carries_no_gradient():
+    rng = np.random.default_rng(0)
+    p = random_xyxy(rng, (5,))
+    t = random_xyxy(rng, (5,))
+    # d/dp of alpha * v with alpha constant: compare with a version holding alpha fixed.
+    iou = jaxloss.box_iou(p, t, pairwise=False, eps=1e-7)
+
+    def v_of(a):
+        angle = (jnp.arctan((t[:, 2] - t[:, 0]) / (t[:, 3] - t[:, 1]))
+                 - jnp.arctan((a[:, 2] - a[:, 0]) / (a[:, 3] - a[:, 1])))
+        return 4 / np.pi**2 * angle**2
+
+    v = v_of(p)
+    alpha = v / (1 - iou + v + 1e-7)
+    expected = (jax.grad(lambda a: jnp.sum(jaxloss.diou_loss(a, t, reduction="none")))(p)
+                + jax.grad(lambda a: jnp.sum(alpha * v_of(a)))(p))
+    got = jax.grad(lambda a: jnp.sum(jaxloss.ciou_loss(a, t, reduction="none")))(p)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["xywh", "cxcywh"])
+@pytest.mark.parametrize("name", IOU_LOSSES)
+def test_box_format_equals_converting_first(name, fmt):
+    rng = np.random.default_rng(2)
+    p, t = random_xyxy(rng, (4, 3)), random_xyxy(rng, (4, 3))
+    fn = getattr(jaxloss, name)
+    np.testing.assert_allclose(
+        np.asarray(fn(_xyxy_to(p, fmt), _xyxy_to(t, fmt), box_format=fmt, reduction="none")),
+        np.asarray(fn(p, t, reduction="none")), rtol=1e-5, atol=1e-6)
+
+
+def test_traced_eps_under_jit():
+    rng = np.random.default_rng(3)
+    p, t = random_xyxy(rng, (6,)), random_xyxy(rng, (6,))
+    jitted = jax.jit(lambda e: jaxloss.giou_loss(p, t, eps=e))
+    np.testing.assert_allclose(float(jitted(jnp.float32(0.3))),
+                               float(jaxloss.giou_loss(p, t, eps=0.3)), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ SSD
+
+def _numpy_ssd(logits, regression, labels, targets, ratio=3):
+    """Per-image SSD loss and the mined negatives, float64, written from the paper."""
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(log_p, labels[..., None].astype(np.int64), -1)[..., 0]
+    losses, mined_sets = [], []
+    for i in range(logits.shape[0]):
+        positive = labels[i] > 0
+        negatives = np.flatnonzero(~positive)
+        k = int(np.ceil(ratio * positive.sum()))   # the ranks below r |P|
+        hardest = negatives[np.argsort(-ce[i, negatives], kind="stable")[:k]]
+        mined_sets.append(set(hardest.tolist()))
+        r = np.abs(regression[i][positive].astype(np.float64) - targets[i][positive])
+        smooth = np.where(r < 1, 0.5 * r**2, r - 0.5).sum()
+        losses.append((smooth + ce[i, positive].sum() + ce[i, hardest].sum())
+                      / max(1, positive.sum()))
+    return np.array(losses), mined_sets
+
+
+@pytest.mark.parametrize("ratio", [3, 1, 2.5])
+@pytest.mark.parametrize("seed", range(3))
+def test_ssd_mines_exactly_the_hardest_negatives(seed, ratio):
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(seed), n=4, a=30,
+                                                      c=4, positive_rate=0.2)
+    expected, mined_sets = _numpy_ssd(logits, regression, labels, targets, ratio)
+    value = jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
+                                      neg_pos_ratio=ratio, reduction="none")
+    np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-5, atol=1e-6)
+    # The CE gradient (softmax - onehot) is nonzero exactly on the anchors that count.
+    grad = jax.grad(lambda x: jaxloss.ssd_multibox_loss(
+        x, regression, labels, targets, neg_pos_ratio=ratio, reduction="sum"))(logits)
+    used = np.any(np.asarray(grad) != 0, axis=-1)
+    for i in range(logits.shape[0]):
+        got = set(np.flatnonzero(used[i] & (labels[i] == 0)).tolist())
+        assert got == mined_sets[i], (i, got, mined_sets[i])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ssd_invariant_to_anchor_order(seed):
+    rng = np.random.default_rng(seed)
+    logits, regression, labels, targets = _ssd_arrays(rng, n=3, a=25, c=5)
+    base = jaxloss.ssd_multibox_loss(logits, regression, labels, targets, reduction="none")
+    perm = rng.permutation(25)
+    permuted = jaxloss.ssd_multibox_loss(logits[:, perm], regression[:, perm], labels[:, perm],
+                                         targets[:, perm], reduction="none")
+    np.testing.assert_allclose(np.asarray(permuted), np.asarray(base), rtol=1e-6, atol=1e-6)
+    # Ties (all logits equal) do not make the value depend on the order either.
+    flat = np.zeros_like(logits)
+    tied = jaxloss.ssd_multibox_loss(flat, regression, labels, targets, reduction="none")
+    tied_perm = jaxloss.ssd_multibox_loss(flat[:, perm], regression[:, perm], labels[:, perm],
+                                          targets[:, perm], reduction="none")
+    np.testing.assert_allclose(np.asarray(tied_perm), np.asarray(tied), rtol=1e-6)
+
+
+def test_ssd_zero_positives_is_zero_and_finite():
+    logits, regression, _, targets = _ssd_arrays(np.random.default_rng(0), n=3, a=10, c=3)
+    labels = np.zeros((3, 10), np.int32)
+    labels[1, 4] = 2   # one image with a positive
+    values = jaxloss.ssd_multibox_loss(logits, regression, labels, targets, reduction="none")
+    assert float(values[0]) == 0.0 and float(values[2]) == 0.0 and float(values[1]) > 0
+    value, grad = jax.value_and_grad(lambda x: jaxloss.ssd_multibox_loss(
+        x, regression, np.zeros_like(labels), targets))(logits)
+    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
+
+
+def test_ssd_where_drops_images_and_nan():
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(1), n=4, a=10, c=3)
+    keep = np.array([True, False, True, False])
+    poisoned = np.where(keep[:, None, None], regression, np.nan).astype(np.float32)
+    value, grad = jax.jit(jax.value_and_grad(lambda r: jaxloss.ssd_multibox_loss(
+        logits, r, labels, targets, where=keep)))(poisoned)
+    expected = jaxloss.ssd_multibox_loss(logits[keep], regression[keep], labels[keep],
+                                         targets[keep])
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
+    assert _finite(grad) and np.all(np.asarray(grad)[~keep] == 0)
+
+
+def test_ssd_traced_ratio_under_jit():
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(2), n=2, a=16, c=3)
+    jitted = jax.jit(lambda r: jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
+                                                         neg_pos_ratio=r))
+    for ratio in (0, 1, 3):
+        np.testing.assert_allclose(
+            float(jitted(jnp.float32(ratio))),
+            float(jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
+                                            neg_pos_ratio=ratio)), rtol=1e-6)
+
+
+# ------------------------------------------------------------------ Mask R-CNN
+
+def test_mask_rcnn_roi_where_drops_padded_rois():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 4, 4, 3)).astype(np.float32)
+    targets = (rng.random((5, 4, 4)) < 0.5).astype(np.float32)
+    labels = np.array([0, 2, 1, 0, 2], np.int32)
+    keep = np.array([True, True, False, True, False])
+    poisoned = np.where(keep[:, None, None, None], logits, np.nan).astype(np.float32)
+    value, grad = jax.jit(jax.value_and_grad(lambda x: jaxloss.mask_rcnn_mask_loss(
+        x, targets, labels, where=keep)))(poisoned)
+    expected = jaxloss.mask_rcnn_mask_loss(logits[keep], targets[keep], labels[keep])
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
+    assert _finite(grad) and np.all(np.asarray(grad)[~keep] == 0)
+    # Only the ground-truth class's mask receives a gradient.
+    grad = np.asarray(jax.grad(lambda x: jaxloss.mask_rcnn_mask_loss(x, targets, labels))(logits))
+    other = np.ones((5, 3), bool)
+    other[np.arange(5), labels] = False
+    assert np.all(grad.transpose(0, 3, 1, 2)[other] == 0)
+    # (R,) weights are per RoI as well.
+    w = np.array([1.0, 2.0, 0.0, 1.0, 3.0], np.float32)
+    none = jaxloss.mask_rcnn_mask_loss(logits, targets, labels, reduction="none")
+    np.testing.assert_allclose(
+        float(jaxloss.mask_rcnn_mask_loss(logits, targets, labels, weights=w, reduction="sum")),
+        float(jnp.sum(none * w[:, None, None])), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ RetinaNet (dense detection)
+
+def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0):
+    """torchvision/ops/focal_loss.py, reduction='none'."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return alpha_t * loss
+
+
+def test_sigmoid_focal_loss_as_retinanet_uses_it():
+    """torchvision/models/detection/retinanet.py RetinaNetClassificationHead.compute_loss:
+    per image, the focal loss summed over valid anchors and classes divided by the number
+    of foreground anchors (at least 1); the images' losses averaged."""
+    rng = np.random.default_rng(0)
+    n, a, c = 3, 50, 6
+    logits = rng.normal(scale=2.0, size=(n, a, c)).astype(np.float32)
+    matched = rng.choice([-2, -1, 0, 1, 2], size=(n, a), p=[0.1, 0.6, 0.1, 0.1, 0.1])
+    matched[2] = -1   # an image without foreground
+    gt_labels = rng.integers(0, c, size=(n, 3))
+    foreground = matched >= 0
+    onehot = np.zeros((n, a, c), np.float32)
+    for i in range(n):
+        idx = np.flatnonzero(foreground[i])
+        onehot[i, idx, gt_labels[i, matched[i, idx]]] = 1.0
+    valid = matched != -2   # BETWEEN_THRESHOLDS anchors are ignored
+
+    t_logits = torch.tensor(logits, requires_grad=True)
+    losses = []
+    for i in range(n):
+        v = torch.tensor(valid[i])
+        losses.append(_torchvision_sigmoid_focal_loss(
+            t_logits[i][v], torch.tensor(onehot[i])[v]).sum() / max(1, int(foreground[i].sum())))
+    expected = sum(losses) / n
+    expected.backward()
+
+    def ours(x):
+        per_anchor_class = jaxloss.sigmoid_focal_loss(
+            x, onehot, where=jnp.broadcast_to(valid[..., None], x.shape), reduction="none")
+        per_image = jnp.sum(per_anchor_class, axis=(1, 2)) / jnp.maximum(
+            jnp.sum(foreground, axis=1), 1).astype(jnp.float32)
+        return jnp.mean(per_image)
+
+    value, grad = jax.value_and_grad(ours)(logits)
+    np.testing.assert_allclose(float(value), expected.item(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), t_logits.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ errors
+
+def test_errors_name_the_argument():
+    boxes = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="box_format"):
+        jaxloss.iou_loss(boxes, boxes, box_format="xyzw")
+    with pytest.raises(ValueError, match="predictions"):
+        jaxloss.giou_loss(np.ones((3, 5), np.float32), np.ones((3, 5), np.float32))
+    with pytest.raises(ValueError, match="eps"):
+        jaxloss.diou_loss(boxes, boxes, eps=-1.0)
+    with pytest.raises(ValueError, match="in_fmt"):
+        jaxloss.box_convert(boxes, in_fmt="yxyx", out_fmt="xyxy")
+    with pytest.raises(ValueError, match="boxes2"):
+        jaxloss.box_iou(boxes, np.ones((2, 4), np.float32), pairwise=False)
+    with pytest.raises(ValueError, match="leading"):
+        jaxloss.box_iou(np.ones((2, 3, 4), np.float32), np.ones((3, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="boxes"):
+        jaxloss.box_area(np.ones((2, 4), np.int32))
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(0), n=2, a=5, c=3)
+    with pytest.raises(ValueError, match="cls_targets"):
+        jaxloss.ssd_multibox_loss(logits, regression, labels + 3, targets)
+    with pytest.raises(TypeError, match="cls_targets"):
+        jaxloss.ssd_multibox_loss(logits, regression, labels.astype(np.float32), targets)
+    with pytest.raises(ValueError, match="box_regression"):
+        jaxloss.ssd_multibox_loss(logits, regression[:, :4], labels, targets)
+    with pytest.raises(ValueError, match="neg_pos_ratio"):
+        jaxloss.ssd_multibox_loss(logits, regression, labels, targets, neg_pos_ratio=-1)
+    masks = np.zeros((2, 3, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="labels"):
+        jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 3), np.float32), np.array([0, 4]))
+    with pytest.raises(ValueError, match="mask_targets"):
+        jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 4), np.float32), np.array([0, 1]))
