@@ -78,6 +78,8 @@ ELEMENTWISE_SIZES = (Size("1M", (16, 256, 256)), Size("16M", (256, 256, 256)))
 ELEMENTWISE_QUICK = (Size("16K", (4, 64, 64)),)
 CLASS_SIZES = (Size("65536x100", (65536, 100)), Size("4096x1000", (4096, 1000)))
 CLASS_QUICK = (Size("512x10", (512, 10)),)
+BOX_SIZES = (Size("1M boxes", (1_000_000, 4)),)
+BOX_QUICK = (Size("4096 boxes", (4096, 4)),)
 
 
 def _regression_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> Arrays:
@@ -97,6 +99,22 @@ def _class_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> Arrays:
     logits = rng.normal(0.0, 3.0, shape).astype(np.float32)
     labels = rng.integers(0, shape[-1], shape[:-1]).astype(np.int32)
     return logits, labels
+
+
+def _box_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> Arrays:
+    # Matched xyxy pairs in [0, 1]: targets of every size and aspect ratio, predictions
+    # jittered around them (centre shift ~0.3 of the size, log-size noise 0.3), so that
+    # most pairs overlap, a few are disjoint, and both branches of every term are taken.
+    n = shape[:-1]
+    size = np.exp(rng.uniform(np.log(0.02), np.log(0.5), n + (2,)))
+    center = rng.uniform(0.0, 1.0, n + (2,))
+    shift = rng.normal(0.0, 0.3, n + (2,)) * size
+    pred_size = size * np.exp(rng.normal(0.0, 0.3, n + (2,)))
+    targets = np.concatenate([center - size / 2, center + size / 2], axis=-1)
+    pred_center = center + shift
+    predictions = np.concatenate([pred_center - pred_size / 2, pred_center + pred_size / 2],
+                                 axis=-1)
+    return predictions.astype(np.float32), targets.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- optax
@@ -159,6 +177,18 @@ def _torch_focal(p: Any, t: Any) -> Any:
     # kornia's "mean" divides by N * C; jaxloss's focal "mean" is the mean over positions
     # of the class-summed loss (DESIGN.md), i.e. kornia's "sum" divided by N.
     return kornia.losses.focal_loss(p, t, alpha=None, gamma=2.0, reduction="sum") / t.numel()
+
+
+def _torch_giou(p: Any, t: Any) -> Any:
+    from bench import torchvision_ops
+
+    return torchvision_ops.generalized_box_iou_loss(p, t)
+
+
+def _torch_ciou(p: Any, t: Any) -> Any:
+    from bench import torchvision_ops
+
+    return torchvision_ops.complete_box_iou_loss(p, t)
 
 
 CASES: tuple[Case, ...] = (
@@ -236,6 +266,38 @@ CASES: tuple[Case, ...] = (
         elementwise=False,
         notes={"optax": "n/a: optax has only sigmoid_focal_loss, no softmax focal loss",
                "torch": "kornia.losses.focal_loss(alpha=None, gamma=2.0, reduction='sum') / N"},
+    ),
+    Case(
+        name="giou",
+        family="detection",
+        title="GIoU loss (matched xyxy boxes)",
+        jaxloss_name="giou_loss",
+        jaxloss_kwargs={},
+        make=_box_inputs,
+        optax=None,
+        torch=_torch_giou,
+        sizes=BOX_SIZES,
+        quick_sizes=BOX_QUICK,
+        elementwise=False,
+        notes={"optax": "n/a: optax has no box losses",
+               "torch": "torchvision.ops.generalized_box_iou_loss(reduction='mean'), written "
+                        "in torch in bench/torchvision_ops.py"},
+    ),
+    Case(
+        name="ciou",
+        family="detection",
+        title="CIoU loss (matched xyxy boxes)",
+        jaxloss_name="ciou_loss",
+        jaxloss_kwargs={},
+        make=_box_inputs,
+        optax=None,
+        torch=_torch_ciou,
+        sizes=BOX_SIZES,
+        quick_sizes=BOX_QUICK,
+        elementwise=False,
+        notes={"optax": "n/a: optax has no box losses",
+               "torch": "torchvision.ops.complete_box_iou_loss(reduction='mean'), written "
+                        "in torch in bench/torchvision_ops.py"},
     ),
 )
 

@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("floor", "jaxloss", "optax", "torch")
 MODES = ("forward", "value_and_grad")
+NO_OPTAX = ("focal", "giou", "ciou")  # optax has no softmax focal loss and no box losses
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_top_level_schema(quick_result: tuple[dict, str]) -> None:
     for key in ("repeats", "warmup", "floor_forward", "floor_value_and_grad"):
         assert key in result["settings"]
     names = {r["case"] for r in result["results"]}
-    assert names == {"mse", "huber", "bce", "cross_entropy", "focal"}
+    assert names == {"mse", "huber", "bce", "cross_entropy", "focal", "giou", "ciou"}
 
 
 def _check_timing(entry: dict) -> None:
@@ -68,7 +69,7 @@ def test_every_case_measured_and_agreeing(quick_result: tuple[dict, str]) -> Non
         assert set(timings) == set(IMPLEMENTATIONS)
         for impl in ("floor", "jaxloss", "torch"):
             _check_timing(timings[impl])
-        if rec["case"] == "focal":  # optax has no softmax focal loss
+        if rec["case"] in NO_OPTAX:
             assert timings["optax"] is None and rec["temp_bytes"]["optax"] is None
             assert rec["notes"]["optax"].startswith("n/a")
         else:
@@ -81,7 +82,7 @@ def test_every_case_measured_and_agreeing(quick_result: tuple[dict, str]) -> Non
         for mode in MODES:
             ratios = rec["ratios"][mode]
             assert ratios["jaxloss_over_floor"] > 0
-            if rec["case"] == "focal":
+            if rec["case"] in NO_OPTAX:
                 assert ratios["jaxloss_over_optax"] is None
         assert rec["compile"]["jaxloss"]["value_and_grad"]["compile_s"] > 0
         if rec["elementwise"]:
@@ -95,9 +96,11 @@ def test_every_case_measured_and_agreeing(quick_result: tuple[dict, str]) -> Non
 def test_markdown_table(quick_result: tuple[dict, str]) -> None:
     _, table = quick_result
     assert "| case | size | impl | forward ms |" in table
-    for title in ("MSE", "Huber", "Binary cross-entropy", "Cross-entropy", "Focal"):
+    for title in ("MSE", "Huber", "Binary cross-entropy", "Cross-entropy", "Focal", "GIoU",
+                  "CIoU"):
         assert title in table
     assert "optax has only sigmoid_focal_loss" in table
+    assert "optax has no box losses" in table
 
 
 def test_filters_and_script_entry_point(tmp_path: Path) -> None:
@@ -119,6 +122,7 @@ def test_selection_errors() -> None:
 
     assert [c.name for c in cases.select(family="regression")] == ["mse", "huber"]
     assert [c.name for c in cases.select(case="focal,bce")] == ["bce", "focal"]
+    assert [c.name for c in cases.select(family="detection")] == ["giou", "ciou"]
     with pytest.raises(ValueError, match="unknown --case"):
         cases.select(case="nope")
     with pytest.raises(ValueError, match="unknown --family"):
