@@ -39,13 +39,18 @@ def loss_inter_union(boxes1: torch.Tensor, boxes2: torch.Tensor,
     return intersection, union
 
 
-def _mean(loss: torch.Tensor) -> torch.Tensor:
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """torchvision's reductions: ``"none"``, ``"mean"`` (0 for no boxes) or ``"sum"``."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
     return loss.mean() if loss.numel() > 0 else 0.0 * loss.sum()
 
 
 def generalized_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, *,
-                             eps: float = 1e-7) -> torch.Tensor:
-    """``torchvision.ops.generalized_box_iou_loss(boxes1, boxes2, reduction="mean", eps)``."""
+                             eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
+    """``torchvision.ops.generalized_box_iou_loss(boxes1, boxes2, reduction, eps)``."""
     intersection, union = loss_inter_union(boxes1, boxes2)
     iou = intersection / (union + eps)
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
@@ -54,7 +59,7 @@ def generalized_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, *,
     xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
     area_c = (xc2 - xc1) * (yc2 - yc1)
     giou = iou - ((area_c - union) / (area_c + eps))
-    return _mean(1 - giou)
+    return _reduce(1 - giou, reduction)
 
 
 def diou_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7,
@@ -74,8 +79,8 @@ def diou_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e-7,
 
 
 def complete_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, *,
-                          eps: float = 1e-7) -> torch.Tensor:
-    """``torchvision.ops.complete_box_iou_loss(boxes1, boxes2, reduction="mean", eps)``."""
+                          eps: float = 1e-7, reduction: str = "mean") -> torch.Tensor:
+    """``torchvision.ops.complete_box_iou_loss(boxes1, boxes2, reduction, eps)``."""
     diou_loss, iou = diou_iou_loss(boxes1, boxes2)  # torchvision: the default eps here
     x1, y1, x2, y2 = boxes1.unbind(dim=-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
@@ -84,4 +89,4 @@ def complete_box_iou_loss(boxes1: torch.Tensor, boxes2: torch.Tensor, *,
     v = (4 / (math.pi**2)) * torch.pow(torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred), 2)
     with torch.no_grad():
         alpha = v / (1 - iou + v + eps)
-    return _mean(diou_loss + alpha * v)
+    return _reduce(diou_loss + alpha * v, reduction)

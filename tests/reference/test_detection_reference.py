@@ -40,6 +40,7 @@ from monai.data.box_utils import box_pair_giou
 from monai.losses import BoxGIoULoss
 
 import jaxloss
+from bench import torchvision_ops  # torchvision's formulas, written once in torch
 from tests.cases_detection import _box_make, _ssd_arrays, _xyxy_to, random_xyxy
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -104,16 +105,8 @@ def tv_generalized_box_iou(boxes1, boxes2):
     return iou - (areai - union) / areai
 
 
-def tv_loss_inter_union(boxes1, boxes2):
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xkis1, ykis1 = torch.max(x1, x1g), torch.max(y1, y1g)
-    xkis2, ykis2 = torch.min(x2, x2g), torch.min(y2, y2g)
-    intsctk = torch.zeros_like(x1)
-    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
-    intsctk[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
-    unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
-    return intsctk, unionk
+tv_loss_inter_union = torchvision_ops.loss_inter_union
+tv_diou_iou_loss = torchvision_ops.diou_iou_loss
 
 
 def tv_iou_loss(boxes1, boxes2, eps=1e-7):
@@ -123,30 +116,7 @@ def tv_iou_loss(boxes1, boxes2, eps=1e-7):
 
 
 def tv_giou_loss(boxes1, boxes2, eps=1e-7):
-    intsctk, unionk = tv_loss_inter_union(boxes1, boxes2)
-    iouk = intsctk / (unionk + eps)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
-    area_c = (xc2 - xc1) * (yc2 - yc1)
-    miouk = iouk - ((area_c - unionk) / (area_c + eps))
-    return 1 - miouk
-
-
-def tv_diou_iou_loss(boxes1, boxes2, eps=1e-7):
-    intsct, union = tv_loss_inter_union(boxes1, boxes2)
-    iou = intsct / (union + eps)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
-    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
-    diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
-    x_p, y_p = (x2 + x1) / 2, (y2 + y1) / 2
-    x_g, y_g = (x1g + x2g) / 2, (y1g + y2g) / 2
-    centers_distance_squared = ((x_p - x_g) ** 2) + ((y_p - y_g) ** 2)
-    loss = 1 - iou + (centers_distance_squared / diagonal_distance_squared)
-    return loss, iou
+    return torchvision_ops.generalized_box_iou_loss(boxes1, boxes2, eps=eps, reduction="none")
 
 
 def tv_diou_loss(boxes1, boxes2, eps=1e-7):
@@ -154,15 +124,7 @@ def tv_diou_loss(boxes1, boxes2, eps=1e-7):
 
 
 def tv_ciou_loss(boxes1, boxes2, eps=1e-7):
-    diou_loss, iou = tv_diou_iou_loss(boxes1, boxes2)
-    x1, y1, x2, y2 = boxes1.unbind(dim=-1)
-    x1g, y1g, x2g, y2g = boxes2.unbind(dim=-1)
-    w_pred, h_pred = x2 - x1, y2 - y1
-    w_gt, h_gt = x2g - x1g, y2g - y1g
-    v = (4 / (torch.pi**2)) * torch.pow((torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred)), 2)
-    with torch.no_grad():
-        alpha = v / (1 - iou + v + eps)
-    return diou_loss + alpha * v
+    return torchvision_ops.complete_box_iou_loss(boxes1, boxes2, eps=eps, reduction="none")
 
 
 def eiou_loss_torch(boxes1, boxes2, eps=1e-7):
