@@ -14,6 +14,7 @@ from jaxloss import (
     registry,
     regression,
     segmentation,
+    weighting,
 )
 from jaxloss.classification import *  # noqa: F403
 from jaxloss.compose import combine, deep_supervision, objective, term
@@ -43,4 +44,5 @@ __all__ = [
     "registry",
     "term",
     "unregister",
+    "weighting",
 ]
