@@ -80,3 +80,15 @@ def test_normalize_and_distances_finite_at_zero():
     np.testing.assert_allclose(distance_matrix(a, a, distance="euclidean"),
                                np.linalg.norm(np.asarray(a)[:, None] - np.asarray(a)[None],
                                               axis=-1), atol=1e-3)
+
+
+def test_masked_entry_far_above_the_rest_gives_finite_gradient():
+    logits = jnp.array([[100.0, -100.0, -101.0]])
+    mask = jnp.array([[False, True, True]])
+
+    def lse(x):
+        return logsumexp_finish(logsumexp_update(logsumexp_init(1, x.dtype), x, mask))[0]
+
+    grad = jax.grad(lse)(logits)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    np.testing.assert_allclose(grad, [[0.0, 0.7310586, 0.2689414]], rtol=1e-6)

@@ -10,4 +10,9 @@ losses take ``block_size=None``: with a block size they never hold the full
 checkpointed scan), so memory grows as ``O(N d)``.
 """
 
-__all__: list[str] = []
+from jaxloss.metric import pairs
+from jaxloss.metric.pairs import *  # noqa: F403
+
+__all__: list[str] = [
+    *pairs.__all__,
+]

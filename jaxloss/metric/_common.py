@@ -139,7 +139,10 @@ def logsumexp_update(state: tuple[Array, Array], logits: Array, mask: Array,
     new_max = jnp.maximum(running_max, block_max)
     safe_max = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
     rescale = jnp.where(jnp.isfinite(running_max), jnp.exp(running_max - safe_max), 0.0)
-    block_sum = jnp.sum(jnp.where(mask, jnp.exp(logits - safe_max[:, None]), 0.0), axis=-1)
+    # Double where: a masked entry far above the running max must not overflow exp (its
+    # inf would turn into a NaN gradient through the select).
+    shifted = jnp.where(mask, logits - safe_max[:, None], -jnp.inf)
+    block_sum = jnp.sum(jnp.exp(shifted), axis=-1)
     return new_max, running_sum * rescale + block_sum
 
 

@@ -1,0 +1,98 @@
+"""Batch-wide pair losses under shard_map equal the single-device loss of the global batch.
+
+Runs in a subprocess so that XLA_FLAGS can ask for 8 CPU devices before JAX
+is imported there (the pattern of tests/test_sharding.py).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+_SCRIPT = textwrap.dedent(
+    """
+    import functools
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, PartitionSpec as P
+    import jaxloss
+
+    assert jax.device_count() == 8, jax.devices()
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(24, 6)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 4, size=24), jnp.int32)
+    keep = jnp.asarray(rng.random(24) < 0.7)
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=24), jnp.float32)
+
+    cases = []
+    for mining in ("all", "hard", "semihard"):
+        for reduction in ("mean", "avg_non_zero", "sum"):
+            cases.append(("batch_triplet_loss",
+                          dict(mining=mining, margin=0.4, reduction=reduction)))
+    cases += [
+        ("batch_triplet_loss", dict(mining="hard", distance="cosine", margin=0.2)),
+        ("npair_loss", dict()),
+        ("npair_loss", dict(normalize=False, reduction="sum")),
+        ("circle_loss", dict(gamma=20.0)),
+        ("circle_loss", dict(reduction="avg_non_zero")),
+        ("multi_similarity_loss", dict()),
+        ("multi_similarity_loss", dict(beta=10.0, reduction="sum")),
+    ]
+    count = 0
+    for name, kwargs in cases:
+        fn = jaxloss.get(name)
+        for masked in (False, True):
+            extra = dict(where=keep, weights=w) if masked else {}
+
+            def single(e, fn=fn, kwargs=kwargs, extra=extra):
+                return fn(e, labels, **kwargs, **extra)
+
+            @functools.partial(jax.shard_map, mesh=mesh,
+                               in_specs=(P("data"), P("data"), P("data"), P("data")),
+                               out_specs=P())
+            def sharded(e, t, k, v, fn=fn, kwargs=kwargs, masked=masked):
+                more = dict(where=k, weights=v) if masked else {}
+                return fn(e, t, **kwargs, **more, axis_name="data")
+
+            expected, expected_grad = jax.value_and_grad(single)(x)
+            got, got_grad = jax.jit(jax.value_and_grad(sharded))(x, labels, keep, w)
+            assert float(expected) > 0, (name, kwargs)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, err_msg=f"{name} {kwargs}")
+            scale = float(jnp.max(jnp.abs(expected_grad)))
+            np.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-6 * scale,
+                                       err_msg=f"{name} {kwargs} grad")
+            count += 1
+
+        # reduction="none" per local row equals the global per-row losses.
+        @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data")),
+                           out_specs=P("data"))
+        def rows(e, t, fn=fn, kwargs=kwargs):
+            return fn(e, t, **{**kwargs, "reduction": "none"}, axis_name="data")
+
+        np.testing.assert_allclose(jax.jit(rows)(x, labels),
+                                   fn(x, labels, **{**kwargs, "reduction": "none"}),
+                                   rtol=1e-5, atol=1e-6, err_msg=f"{name} {kwargs} none")
+    print("ok", count)
+    """
+)
+
+
+def test_batch_pair_losses_sharded_over_8_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=8").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    result = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok 32" in result.stdout, result.stdout
