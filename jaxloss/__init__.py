@@ -6,6 +6,7 @@ where=None, weights=None, reduction="mean")`` that works under ``jit``,
 """
 
 from jaxloss import (
+    aggregate,
     classification,
     compose,
     detection,
@@ -28,6 +29,7 @@ from jaxloss.segmentation import *  # noqa: F403
 __version__ = "0.1.0"
 
 __all__ = [
+    "aggregate",
     *classification.__all__,
     *detection.__all__,
     *distance.__all__,
