@@ -132,11 +132,17 @@ def compute_dtype(*arrays: Array) -> tuple[jnp.dtype, jnp.dtype]:
     Mixed dtypes are promoted explicitly here, so the losses work under
     ``jax_numpy_dtype_promotion="strict"``.
     """
-    floats = [a.dtype for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)]
-    result = floats[0] if floats else jnp.dtype(jnp.float32)
-    for dtype in floats[1:]:
-        result = jnp.promote_types(result, dtype) if dtype != result else result
-    result = jnp.dtype(result)
+    floats = {jnp.dtype(a.dtype) for a in arrays if jnp.issubdtype(a.dtype, jnp.floating)}
+    if not floats:
+        result = jnp.dtype(jnp.float32)
+    elif len(floats) == 1:
+        result = floats.pop()
+    else:
+        # The widest wins; float16 with bfloat16 (neither holds the other) gives float32.
+        # Done by hand: jnp.promote_types obeys jax_numpy_dtype_promotion="strict".
+        widest = max(d.itemsize for d in floats)
+        candidates = [d for d in floats if d.itemsize == widest]
+        result = candidates[0] if len(candidates) == 1 else jnp.dtype(jnp.float32)
     compute = jnp.dtype(jnp.float32) if result.itemsize < 4 else result
     return compute, result
 

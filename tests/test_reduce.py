@@ -110,3 +110,10 @@ def test_safe_helpers_have_finite_gradients():
     np.testing.assert_array_equal(
         _numerics.one_hot(jnp.array([0, 2, 5]), 3, jnp.float32),
         np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0]], np.float32))
+
+
+def test_compute_dtype_promotes_mixed_floats_under_strict_promotion():
+    f32, bf16, f16 = (jnp.ones(2, d) for d in (jnp.float32, jnp.bfloat16, jnp.float16))
+    assert _checks.compute_dtype(f32, bf16) == (jnp.float32, jnp.float32)
+    assert _checks.compute_dtype(bf16, f16) == (jnp.float32, jnp.float32)
+    assert _checks.compute_dtype(bf16, bf16) == (jnp.float32, jnp.bfloat16)

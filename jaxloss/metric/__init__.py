@@ -10,9 +10,11 @@ losses take ``block_size=None``: with a block size they never hold the full
 checkpointed scan), so memory grows as ``O(N d)``.
 """
 
-from jaxloss.metric import pairs
+from jaxloss.metric import margin, pairs
+from jaxloss.metric.margin import *  # noqa: F403
 from jaxloss.metric.pairs import *  # noqa: F403
 
 __all__: list[str] = [
+    *margin.__all__,
     *pairs.__all__,
 ]

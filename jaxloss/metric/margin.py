@@ -1,0 +1,571 @@
+"""Margin-softmax losses: ArcFace, CosFace, SphereFace and sub-centre ArcFace.
+
+Conventions: ``embeddings`` are float ``(N, d)``, ``labels`` int ``(N,)`` in
+``[0, C)``, and ``kernel`` is the class matrix in the Flax kernel layout
+``(d, C)`` (``(d, C * K)`` for sub-centres, column ``c * K + k``), the same
+layout as pytorch-metric-learning's ``W``. Embeddings and kernel columns are
+L2-normalised (torch's ``F.normalize``, ``eps = 1e-12``: a zero vector gives
+cosines of 0), the target class's cosine gets the margin, every logit is
+multiplied by ``scale``, and the loss is the softmax cross-entropy of the
+target, one value per row: ``reduction="none"`` gives ``(N,)`` and ``"mean"``
+is the mean over rows (PML's ``MeanReducer``).
+
+Margins are in radians (PML's ArcFace takes degrees). ``scale`` and the
+additive margins are Python floats or traced JAX scalars, differentiable.
+The target's modified cosine is computed without ``arccos`` (``cos(theta + m)
+= cos t cos m - sin t sin m`` with ``sin t = sqrt(1 - cos^2 t)`` through a
+safe square root), so gradients stay finite at ``cos theta = +-1``, e.g. for an
+embedding exactly on its class weight, where PML's ``arccos`` gives a
+non-finite gradient.
+
+With ``block_size`` the ``(N, C)`` logits are never held: a checkpointed scan
+over blocks of ``block_size`` classes (``dynamic_slice``-s of the kernel in
+its own layout: no transposed or padded copy) folds each block into an online
+log-sum-exp of the non-target logits and picks up each row's target cosine
+from the block that holds it; the margin is applied once per row after the
+scan. Memory is ``O(N * block_size + N * d)`` beside the kernel itself and its
+gradient: ArcFace with 10^6 classes, ``N = 1024``, ``d = 512`` and
+``block_size=8192`` compiles ``value_and_grad`` (embeddings and kernel) with
+~131 MiB of XLA temp memory on CPU, where the dense logits alone are 4 GiB.
+The dense path (``block_size=None``) is the same computation as one block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from jaxloss import _checks, _reduce
+from jaxloss._checks import Reduction
+from jaxloss._numerics import safe_sqrt
+from jaxloss.metric._common import (
+    embeddings_and_labels,
+    l2_normalize,
+    logsumexp_finish,
+    logsumexp_init,
+    logsumexp_update,
+)
+from jaxloss.registry import _builtin
+
+__all__ = [
+    "arcface_loss",
+    "cosface_loss",
+    "sphereface_loss",
+    "subcenter_arcface_loss",
+]
+
+# PML's ArcFaceLoss default, 28.6 degrees (~ the paper's 0.5 rad), in radians.
+_ARCFACE_MARGIN = math.radians(28.6)
+
+# A modified target cosine: psi(cos_target (N,), embeddings (N, d)) -> (N,); the embeddings
+# only supply the compute dtype of the hyperparameters.
+TargetFn = Callable[[Array, Array], Array]
+
+
+# --------------------------------------------------------------------------------------
+# Shared machinery (private).
+# --------------------------------------------------------------------------------------
+
+
+def _prepare(embeddings: ArrayLike, labels: ArrayLike, kernel: ArrayLike, *,
+             subcenters: int) -> tuple[Array, Array, Array, jnp.dtype]:
+    """Validates ``(embeddings, labels, kernel)``; returns them in the compute dtype (labels
+    clipped to ``[0, C)``) and the result dtype."""
+    embeddings = _checks.float_input(embeddings, "embeddings")
+    kernel = _checks.float_input(kernel, "kernel")
+    x, labels, _ = embeddings_and_labels(embeddings, labels)
+    _checks.check_rank(kernel, "kernel", rank=2)
+    d = embeddings.shape[1]
+    if kernel.shape[0] != d:
+        raise ValueError(
+            f"kernel must have shape (d, classes) = ({d}, C) in the Flax kernel layout, "
+            f"matching embeddings of shape {embeddings.shape}; got {kernel.shape}. "
+            "A (classes, d) matrix needs a transpose: pass kernel.T."
+        )
+    if kernel.shape[1] == 0 or kernel.shape[1] % subcenters:
+        raise ValueError(
+            f"kernel must have C * num_subcenters = C * {subcenters} columns (C >= 1); got "
+            f"{kernel.shape[1]}."
+        )
+    num_classes = kernel.shape[1] // subcenters
+    _checks.check_labels_in_range(labels, num_classes, "labels")
+    compute, dtype = _checks.compute_dtype(embeddings, kernel)
+    labels = jnp.clip(labels, 0, num_classes - 1)
+    return x.astype(compute), labels, kernel.astype(compute), dtype
+
+
+def _class_cosines(x_hat: Array, columns: Array, subcenters: int) -> Array:
+    """Cosines of normalised rows ``x_hat (N, d)`` with raw kernel ``columns`` ``(d, b*K)``:
+    ``(N, b)``, the largest over each class's ``K`` sub-centres."""
+    cos = x_hat @ l2_normalize(columns, axis=0)                       # [N, b*K]
+    if subcenters == 1:
+        return cos
+    return jnp.max(cos.reshape(cos.shape[0], -1, subcenters), axis=-1)  # [N, b]
+
+
+def _margin_softmax(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    target_fn: TargetFn,
+    row_scale_fn: Callable[[Array], Array],
+    subcenters: int,
+    block_size: int | None,
+    where: ArrayLike | None,
+    weights: ArrayLike | None,
+    reduction: str,
+) -> Array:
+    """``softplus(logsumexp_{j != y} s_i cos_ij - s_i psi(cos_iy))`` per row, reduced.
+
+    ``target_fn(cos_target, x)`` is psi (``x`` gives the compute dtype); ``row_scale_fn(x)``
+    gives each row's logit scale ``s_i`` ``(N,)`` (``scale``, or ``scale * ||x_i||`` for
+    SphereFace).
+    """
+    _checks.check_reduction(reduction)
+    x, labels, kernel, dtype = _prepare(embeddings, labels, kernel, subcenters=subcenters)
+    if block_size is not None:
+        block_size = _checks.static_int(block_size, "block_size", low=1)
+    (x,) = _reduce.mask_inputs(None if where is None else _row_mask(where, x), x)
+    n = x.shape[0]
+    x_hat = l2_normalize(x)
+    row_scale = row_scale_fn(x)                                      # [N]
+
+    def fold(carry, columns_block, class_ids, valid):
+        """Adds one block of classes (``columns_block`` ``(d, b*K)``) to the online
+        log-sum-exp of the non-target logits, and picks up the target cosines it holds.
+
+        The target cosine comes out of the same block (each row's target lies in
+        exactly one block), so the kernel's gradient flows through one path only.
+        """
+        state, target_cos = carry
+        cos = _class_cosines(x_hat, columns_block, subcenters)        # [N, b]
+        is_target = class_ids[None, :] == labels[:, None]             # [N, b]
+        target_cos = target_cos + jnp.sum(
+            jnp.where(is_target & valid[None, :], cos, jnp.zeros_like(cos)), axis=-1)
+        others = valid[None, :] & ~is_target
+        # Excluded entries (the target, padding) become -inf before the update: there
+        # exp(logit - max) is 0 and so is its derivative. Left as they are, a target logit
+        # far above the others (large scale) overflows exp and its masked gradient is NaN.
+        logits = jnp.where(others, row_scale[:, None] * cos, -jnp.inf)
+        return logsumexp_update(state, logits, others), target_cos
+
+    carry = (logsumexp_init(n, x.dtype), jnp.zeros((n,), x.dtype))
+    num_classes = kernel.shape[1] // subcenters
+    if block_size is None:
+        carry = fold(carry, kernel, jnp.arange(num_classes), jnp.ones((num_classes,), bool))
+    else:
+        carry = _scan_class_blocks(fold, carry, kernel, block_size=block_size,
+                                   subcenters=subcenters)
+    state, target_cos = carry
+    target_logit = row_scale * target_fn(target_cos, x)               # [N]
+    others = logsumexp_finish(state)                                 # [N], -inf if C == 1
+    # -log softmax_y = log(1 + sum_{j != y} exp(l_j - l_y)): a softplus, which keeps its
+    # relative precision when the loss is tiny (lse - l_y would cancel).
+    values = jax.nn.softplus(others - target_logit)
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=dtype)
+
+
+def _scan_class_blocks(fold, state, kernel: Array, *, block_size: int, subcenters: int):
+    """Runs ``state = fold(state, columns (d, b*K), class_ids (b,), valid (b,))`` over blocks
+    of ``b`` classes of ``kernel`` ``(d, C*K)``, in a checkpointed scan.
+
+    The blocks are ``dynamic_slice``-s of the kernel in its own ``(d, C)`` layout, so
+    neither a transposed nor a padded copy of the kernel is made (with a million
+    classes either is gigabytes): when ``b`` does not divide ``C`` the last block
+    starts at ``C - b`` and ``valid`` drops the classes an earlier block already saw.
+    In the backward pass XLA accumulates the kernel's gradient in place, block by
+    block, and ``jax.checkpoint`` recomputes each ``(N, b)`` block of logits instead
+    of storing it.
+    """
+    num_classes = kernel.shape[1] // subcenters
+    size = min(block_size, num_classes)
+    blocks = -(-num_classes // size)
+
+    @jax.checkpoint
+    def step(state, index):
+        first = index * size
+        start = jnp.minimum(first, num_classes - size)
+        columns = jax.lax.dynamic_slice_in_dim(kernel, start * subcenters, size * subcenters,
+                                               axis=1)                    # [d, b*K]
+        ids = start + jnp.arange(size)
+        return fold(state, columns, ids, ids >= first), None
+
+    state, _ = jax.lax.scan(step, state, jnp.arange(blocks))
+    return state
+
+
+def _row_mask(where: ArrayLike, x: Array) -> Array:
+    """A per-row ``where`` ``(N,)`` as an ``(N, 1)`` mask for the embeddings."""
+    mask = _checks.broadcast_mask(where, x.shape[:1], "where")
+    return mask[:, None]
+
+
+def _scalar(value: ArrayLike, name: str, like: Array) -> Array:
+    return _checks.hyperparameter(value, name, like.dtype)
+
+
+def _clip_unit(c: Array) -> Array:
+    """``c`` clamped to ``[-1, 1]`` with torch's clamp gradient (1 at the bounds, 0 beyond)."""
+    one = jnp.ones_like(c)
+    return jnp.where(c > 1, one, jnp.where(c < -1, -one, c))
+
+
+def _arcface_target(margin: Array) -> Callable[[Array, Array], Array]:
+    """PML's ArcFace target: ``cos(theta + m)`` while ``theta <= pi - m``, else
+    ``cos theta - m sin m`` (keeps the logit decreasing in theta), without ``arccos``."""
+
+    def target(cos: Array, x: Array) -> Array:
+        m = _scalar(margin, "margin", x)
+        c = _clip_unit(cos)
+        # sin(theta) >= 0 for theta in [0, pi]; the safe root has a 0 (not inf) gradient
+        # at |c| = 1, so an embedding on its class weight has a finite gradient.
+        sin_theta = safe_sqrt((1 - c) * (1 + c))
+        cos_m, sin_m = jnp.cos(m), jnp.sin(m)
+        # theta <= pi - m  <=>  cos(theta) >= cos(pi - m) = -cos(m)   (theta, m in [0, pi])
+        return jnp.where(c >= -cos_m, c * cos_m - sin_theta * sin_m, c - m * sin_m)
+
+    return target
+
+
+def _constant_scale(scale: ArrayLike) -> Callable[[Array], Array]:
+    def row_scale(x: Array) -> Array:
+        return jnp.broadcast_to(_scalar(scale, "scale", x), x.shape[:1])
+
+    return row_scale
+
+
+# --------------------------------------------------------------------------------------
+# Public losses.
+# --------------------------------------------------------------------------------------
+
+
+@_builtin("metric")
+def arcface_loss(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    scale: ArrayLike = 64.0,
+    margin: ArrayLike = _ARCFACE_MARGIN,
+    block_size: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""ArcFace: softmax cross-entropy with an additive angular margin on the target.
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s\,\psi(\theta_{i y_i})}}
+                 {e^{s\,\psi(\theta_{i y_i})} + \sum_{j \ne y_i} e^{s \cos\theta_{ij}}},
+        \qquad
+        \psi(\theta) = \begin{cases} \cos(\theta + m) & \theta \le \pi - m \\
+                       \cos\theta - m \sin m & \text{otherwise} \end{cases}
+
+    with :math:`\cos\theta_{ij}` the cosine between embedding :math:`x_i` and
+    kernel column :math:`w_j`.
+
+    Convention: PML's ``ArcFaceLoss`` (its fallback branch past
+    :math:`\pi - m`, its defaults ``scale = 64`` and ``margin = 28.6`` degrees,
+    here in radians: ``math.radians(28.6) = 0.4992``). :math:`\cos(\theta + m)`
+    is computed as :math:`\cos\theta\cos m - \sin\theta \sin m` with a safe
+    square root for :math:`\sin\theta`, so the gradient is finite at
+    :math:`\cos\theta = \pm 1` (there :math:`d\psi/d\cos\theta` is taken as
+    :math:`\cos m`; the exact one-sided derivative is infinite).
+
+    Args:
+      embeddings: float ``(N, d)``; need not be normalised.
+      labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
+        clipped under ``jit``).
+      kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
+      scale: logit scale ``s > 0``; float or traced scalar (differentiable).
+      margin: additive angular margin ``m`` in radians, in ``[0, pi)``; float
+        or traced scalar (differentiable).
+      block_size: ``None`` computes the ``(N, C)`` logits at once; an int
+        scans over blocks of that many classes and never holds them (same
+        value and gradient; use it for many classes).
+      where: boolean ``(N,)``: rows to include.
+      weights: per-row weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` one value per row, ``(N,)``.
+
+    Raises:
+      TypeError: integer ``embeddings`` or ``kernel``, or non-integer ``labels``.
+      ValueError: mismatched shapes, ``scale <= 0``, ``margin`` outside
+        ``[0, pi)``, a label out of range, or an unknown ``reduction``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+      >>> kernel = jnp.eye(2)
+      >>> round(float(jaxloss.arcface_loss(x, jnp.array([0, 1]), kernel,
+      ...                                  scale=2.0, margin=0.5)), 4)
+      0.6831
+
+    References:
+      Deng et al., `ArcFace: Additive Angular Margin Loss for Deep Face
+      Recognition <https://arxiv.org/abs/1801.07698>`_, 2019. Equivalent to
+      ``pytorch_metric_learning.losses.ArcFaceLoss(C, d, margin=degrees(margin),
+      scale=scale)`` with ``W = kernel``.
+    """
+    _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
+    _checks.check_range(margin, "margin", low=0.0, high=math.pi, high_inclusive=False)
+    return _margin_softmax(
+        embeddings, labels, kernel, target_fn=_arcface_target(margin),
+        row_scale_fn=_constant_scale(scale), subcenters=1, block_size=block_size,
+        where=where, weights=weights, reduction=reduction)
+
+
+@_builtin("metric")
+def cosface_loss(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    scale: ArrayLike = 64.0,
+    margin: ArrayLike = 0.35,
+    block_size: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""CosFace (large margin cosine loss): an additive cosine margin on the target.
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s(\cos\theta_{i y_i} - m)}}
+                 {e^{s(\cos\theta_{i y_i} - m)} + \sum_{j \ne y_i} e^{s \cos\theta_{ij}}}
+
+    Convention: PML's ``CosFaceLoss`` and its defaults (``scale = 64``,
+    ``margin = 0.35``).
+
+    Args:
+      embeddings: float ``(N, d)``; need not be normalised.
+      labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
+        clipped under ``jit``).
+      kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
+      scale: logit scale ``s > 0``; float or traced scalar (differentiable).
+      margin: cosine margin ``m >= 0``; float or traced scalar (differentiable).
+      block_size: ``None`` computes the ``(N, C)`` logits at once; an int
+        scans over blocks of that many classes and never holds them.
+      where: boolean ``(N,)``: rows to include.
+      weights: per-row weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` one value per row, ``(N,)``.
+
+    Raises:
+      TypeError: integer ``embeddings`` or ``kernel``, or non-integer ``labels``.
+      ValueError: mismatched shapes, ``scale <= 0``, ``margin < 0``, a label
+        out of range, or an unknown ``reduction``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+      >>> kernel = jnp.eye(2)
+      >>> round(float(jaxloss.cosface_loss(x, jnp.array([0, 1]), kernel,
+      ...                                  scale=2.0, margin=0.5)), 4)
+      0.8133
+
+    References:
+      Wang et al., `CosFace: Large Margin Cosine Loss for Deep Face Recognition
+      <https://arxiv.org/abs/1801.09414>`_, 2018. Equivalent to
+      ``pytorch_metric_learning.losses.CosFaceLoss(C, d, margin=margin,
+      scale=scale)`` with ``W = kernel``.
+    """
+    _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
+    _checks.check_range(margin, "margin", low=0.0)
+
+    def target(cos: Array, x: Array) -> Array:
+        return cos - _scalar(margin, "margin", x)
+
+    return _margin_softmax(
+        embeddings, labels, kernel, target_fn=target, row_scale_fn=_constant_scale(scale),
+        subcenters=1, block_size=block_size, where=where, weights=weights,
+        reduction=reduction)
+
+
+def _chebyshev(c: Array, degree: int) -> Array:
+    """``T_degree(c) = cos(degree * arccos c)`` by the three-term recurrence: a polynomial,
+    smooth at ``c = +-1`` (``degree`` is a small static integer)."""
+    previous, current = jnp.ones_like(c), c
+    for _ in range(degree - 1):
+        previous, current = current, 2 * c * current - previous
+    return current
+
+
+@_builtin("metric")
+def sphereface_loss(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    scale: ArrayLike = 1.0,
+    margin: int = 4,
+    block_size: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""SphereFace (A-Softmax): a multiplicative angular margin on the target.
+
+    .. math::
+
+        \ell_i = -\log \frac{e^{s \|x_i\| \psi(\theta_{i y_i})}}
+                 {e^{s \|x_i\| \psi(\theta_{i y_i})}
+                  + \sum_{j \ne y_i} e^{s \|x_i\| \cos\theta_{ij}}},
+        \qquad \psi(\theta) = (-1)^k \cos(m\theta) - 2k,\;
+        k = \lfloor m\theta / \pi \rfloor
+
+    Convention: PML's ``SphereFaceLoss``: logits are cosines times the
+    embedding's norm (kernel columns normalised) times ``scale``; its defaults
+    ``margin = 4``, ``scale = 1``. :math:`\cos(m\theta)` is the Chebyshev
+    polynomial :math:`T_m(\cos\theta)` (PML's multiple-angle sum), so the
+    gradient is finite at :math:`\cos\theta = \pm 1`; :math:`k` carries no
+    gradient.
+
+    Args:
+      embeddings: float ``(N, d)``; their norms scale the logits.
+      labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
+        clipped under ``jit``).
+      kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
+      scale: logit scale ``s > 0``; float or traced scalar (differentiable).
+      margin: the angle multiplier ``m``, a static Python int ``>= 1``
+        (structural: it is the degree of a polynomial; PML truncates it to an
+        int too).
+      block_size: ``None`` computes the ``(N, C)`` logits at once; an int
+        scans over blocks of that many classes and never holds them.
+      where: boolean ``(N,)``: rows to include.
+      weights: per-row weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` one value per row, ``(N,)``.
+
+    Raises:
+      TypeError: integer ``embeddings`` or ``kernel``, non-integer ``labels``,
+        or a ``margin`` that is not a static int.
+      ValueError: mismatched shapes, ``scale <= 0``, ``margin < 1``, a label
+        out of range, or an unknown ``reduction``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+      >>> kernel = jnp.eye(2)
+      >>> round(float(jaxloss.sphereface_loss(x, jnp.array([0, 1]), kernel,
+      ...                                     margin=2)), 4)
+      0.8133
+
+    References:
+      Liu et al., `SphereFace: Deep Hypersphere Embedding for Face Recognition
+      <https://arxiv.org/abs/1704.08063>`_, 2017. Equivalent to
+      ``pytorch_metric_learning.losses.SphereFaceLoss(C, d, margin=margin,
+      scale=scale)`` with ``W = kernel``.
+    """
+    _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
+    m = _checks.static_int(margin, "margin", low=1)
+
+    def target(cos: Array, x: Array) -> Array:
+        theta = jnp.arccos(jax.lax.stop_gradient(_clip_unit(cos)))
+        k = jax.lax.stop_gradient(jnp.floor(theta * m / math.pi))  # theta in [k pi/m, ...)
+        sign = 1 - 2 * jnp.mod(k, 2)                                  # (-1)^k
+        return sign * _chebyshev(cos, m) - 2 * k
+
+    def row_scale(x: Array) -> Array:
+        norm = safe_sqrt(jnp.sum(jnp.square(x), axis=-1))           # [N], finite grad at 0
+        return _scalar(scale, "scale", x) * norm
+
+    return _margin_softmax(
+        embeddings, labels, kernel, target_fn=target, row_scale_fn=row_scale, subcenters=1,
+        block_size=block_size, where=where, weights=weights, reduction=reduction)
+
+
+@_builtin("metric")
+def subcenter_arcface_loss(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    kernel: ArrayLike,
+    *,
+    num_subcenters: int = 3,
+    scale: ArrayLike = 64.0,
+    margin: ArrayLike = _ARCFACE_MARGIN,
+    block_size: int | None = None,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
+    r"""Sub-centre ArcFace: ArcFace on each class's closest of ``K`` sub-centres.
+
+    .. math::
+
+        \cos\theta_{ij} = \max_{k < K} \cos(x_i, w_{jK + k}),
+
+    then :func:`arcface_loss`'s formula with those class cosines.
+
+    Convention: PML's ``SubCenterArcFaceLoss`` (``sub_centers = 3``,
+    ``scale = 64``, ``margin = 28.6`` degrees, here ``math.radians(28.6)``
+    radians). Kernel column ``c * K + k`` is sub-centre ``k`` of class ``c``
+    (PML's ``W`` layout). Ties in the max share the gradient (torch picks one).
+
+    Args:
+      embeddings: float ``(N, d)``; need not be normalised.
+      labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
+        clipped under ``jit``).
+      kernel: float ``(d, C * K)``, Flax kernel layout.
+      num_subcenters: ``K``, a static int ``>= 1``.
+      scale: logit scale ``s > 0``; float or traced scalar (differentiable).
+      margin: additive angular margin in radians, in ``[0, pi)``; float or
+        traced scalar (differentiable).
+      block_size: ``None`` computes the ``(N, C * K)`` cosines at once; an int
+        scans over blocks of that many classes (``block_size * K`` columns).
+      where: boolean ``(N,)``: rows to include.
+      weights: per-row weights broadcastable to ``(N,)``.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+      The reduced loss; for ``reduction="none"`` one value per row, ``(N,)``.
+
+    Raises:
+      TypeError: integer ``embeddings`` or ``kernel``, non-integer ``labels``,
+        or a non-int ``num_subcenters``.
+      ValueError: mismatched shapes, a kernel width not divisible by ``K``,
+        ``scale <= 0``, ``margin`` outside ``[0, pi)``, a label out of range,
+        or an unknown ``reduction``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 1.0]])
+      >>> kernel = jnp.array([[1.0, 0.0, 0.0, 1.0], [0.0, -1.0, 1.0, 0.0]])
+      >>> round(float(jaxloss.subcenter_arcface_loss(
+      ...     x, jnp.array([0, 1]), kernel, num_subcenters=2, scale=2.0, margin=0.5)), 4)
+      1.0148
+
+    References:
+      Deng et al., `Sub-center ArcFace: Boosting Face Recognition by Large-scale
+      Noisy Web Faces <https://www.ecva.net/papers/eccv_2020/papers_ECCV/papers/
+      123560715.pdf>`_, 2020. Equivalent to
+      ``pytorch_metric_learning.losses.SubCenterArcFaceLoss(num_classes=C,
+      embedding_size=d, sub_centers=K, margin=degrees(margin), scale=scale)``
+      with ``W = kernel``.
+    """
+    k = _checks.static_int(num_subcenters, "num_subcenters", low=1)
+    _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
+    _checks.check_range(margin, "margin", low=0.0, high=math.pi, high_inclusive=False)
+    return _margin_softmax(
+        embeddings, labels, kernel, target_fn=_arcface_target(margin),
+        row_scale_fn=_constant_scale(scale), subcenters=k, block_size=block_size,
+        where=where, weights=weights, reduction=reduction)
