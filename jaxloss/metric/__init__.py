@@ -10,11 +10,13 @@ losses take ``block_size=None``: with a block size they never hold the full
 checkpointed scan), so memory grows as ``O(N d)``.
 """
 
-from jaxloss.metric import margin, pairs
+from jaxloss.metric import margin, pairs, self_supervised
 from jaxloss.metric.margin import *  # noqa: F403
 from jaxloss.metric.pairs import *  # noqa: F403
+from jaxloss.metric.self_supervised import *  # noqa: F403
 
 __all__: list[str] = [
     *margin.__all__,
     *pairs.__all__,
+    *self_supervised.__all__,
 ]
