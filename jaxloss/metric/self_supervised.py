@@ -111,12 +111,6 @@ def _over_columns(body, init, keys: Array, extras: tuple[Array, ...], block_size
     return _common.scan_column_blocks(body, init, keys, block_size=block_size, extras=extras)
 
 
-def _lse_update(state, logits: Array, mask: Array):
-    """Online log-sum-exp update with excluded logits set to -inf first, so that no
-    ``exp`` of an excluded (possibly huge) logit reaches the backward pass."""
-    return _common.logsumexp_update(state, jnp.where(mask, logits, -jnp.inf), mask)
-
-
 def _check_block_size(block_size: int | None) -> int | None:
     if block_size is None:
         return None
@@ -159,7 +153,7 @@ def _ntxent_per_anchor(queries: Array, query_labels: Array, query_index: Array, 
         logits = (queries @ key_block.T) * inv_temperature                 # [rows, b]
         mask = ((valid & present_block)[None, :]
                 & (query_labels[:, None] != labels_block[None, :]))
-        return _lse_update(state, logits, mask)
+        return _common.logsumexp_update(state, logits, mask)
 
     extras = (key_labels, key_present)
     lse_state = _over_columns(negatives, _common.logsumexp_init(rows, queries.dtype), keys,
@@ -430,7 +424,7 @@ def supcon_loss(
         logits = (x @ key_block.T) * inv_t                                # [rows, b]
         others = (valid & present_block)[None, :] & (index[:, None] != columns[None, :])
         positive = others & (labels[:, None] == labels_block[None, :])
-        state = _lse_update(state, logits, others)
+        state = _common.logsumexp_update(state, logits, others)
         positive_sum = positive_sum + jnp.sum(
             jnp.where(positive, logits, jnp.zeros_like(logits)), axis=-1)
         return state, positive_sum, count + jnp.sum(positive.astype(count.dtype), axis=-1)
@@ -460,7 +454,7 @@ def _lse_rows(queries: Array, keys: Array, key_present: Array, inv_temperature: 
     def body(state, key_block, columns, valid, present_block):
         logits = (queries @ key_block.T) * inv_temperature               # [rows, b]
         mask = jnp.broadcast_to((valid & present_block)[None, :], logits.shape)
-        return _lse_update(state, logits, mask)
+        return _common.logsumexp_update(state, logits, mask)
 
     init = _common.logsumexp_init(queries.shape[0], queries.dtype)
     return _common.logsumexp_finish(_over_columns(body, init, keys, (key_present,), block_size,
