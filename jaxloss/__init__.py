@@ -11,6 +11,7 @@ from jaxloss import (
     compose,
     detection,
     distance,
+    image,
     metric,
     registry,
     regression,
@@ -21,6 +22,7 @@ from jaxloss.classification import *  # noqa: F403
 from jaxloss.compose import combine, deep_supervision, objective, term
 from jaxloss.detection import *  # noqa: F403
 from jaxloss.distance import *  # noqa: F403
+from jaxloss.image import *  # noqa: F403
 from jaxloss.metric import *  # noqa: F403
 from jaxloss.registry import get, names, register, unregister
 from jaxloss.regression import *  # noqa: F403
@@ -33,6 +35,7 @@ __all__ = [
     *classification.__all__,
     *detection.__all__,
     *distance.__all__,
+    *image.__all__,
     *metric.__all__,
     *regression.__all__,
     *segmentation.__all__,
@@ -46,5 +49,17 @@ __all__ = [
     "registry",
     "term",
     "unregister",
+    "vgg16_features",  # noqa: F405 (lazy, see __getattr__)
+    "VGG16Features",  # noqa: F405 (lazy, see __getattr__)
     "weighting",
 ]
+
+
+def __getattr__(name: str):
+    # The VGG-16 feature extractor needs Flax, which jaxloss does not require:
+    # import it on first use only.
+    if name in ("vgg16_features", "VGG16Features"):
+        from jaxloss.image import vgg
+
+        return getattr(vgg, name)
+    raise AttributeError(f"module 'jaxloss' has no attribute {name!r}")

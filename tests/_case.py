@@ -38,6 +38,11 @@ class Case:
       mean_is_mean_of_none: ``reduction="mean"`` equals the mean of
         ``reduction="none"`` for the inputs ``make`` gives.
       half_rtol: relative tolerance of the half-precision comparison.
+      adapt: for a loss whose leading positional argument is not an array
+        (``gradient_penalty(critic_fn, inputs)``): ``adapt(loss)`` returns a
+        function of arrays only, ``f(inputs, *arrays, **kwargs)``, that the
+        battery runs in its place (e.g. binding a critic whose parameters
+        are one of the arrays).
     """
 
     make: Callable[[np.random.Generator], Inputs]
@@ -47,3 +52,4 @@ class Case:
     elementwise: bool = False
     mean_is_mean_of_none: bool = True
     half_rtol: float = 2e-2
+    adapt: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None

@@ -46,6 +46,12 @@ def _case(name: str) -> Case:
     return CASES[name]
 
 
+def _loss(name: str):
+    fn = jaxloss.get(name)
+    adapt = _case(name).adapt
+    return fn if adapt is None else adapt(fn)
+
+
 def _inputs(name: str, seed: int = 0):
     rng = np.random.default_rng(seed)
     args, kwargs = _case(name).make(rng)
@@ -60,7 +66,7 @@ def _close(actual, expected, rtol=1e-5, atol=1e-6):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_jit_equals_eager(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     for reduction in ("mean", "sum", "none"):
         eager = fn(*args, **kwargs, reduction=reduction)
@@ -71,7 +77,7 @@ def test_jit_equals_eager(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_vmap_equals_loop(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     draws = [_inputs(name, seed) for seed in range(3)]
     kwargs = draws[0][1]
     stacked = [jnp.stack([d[0][i] for d in draws]) for i in range(len(draws[0][0]))]
@@ -84,7 +90,7 @@ def test_vmap_equals_loop(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_half_precision(name, dtype):
     case = _case(name)
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     half = tuple(a.astype(dtype) if i in case.float_args else a for i, a in enumerate(args))
     # The float32 reference sees the same (rounded) inputs, so only the
@@ -100,7 +106,7 @@ def test_half_precision(name, dtype):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_finite_at_extremes(name):
     case = _case(name)
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     extremes = case.extremes()
     assert extremes, f"{name} has no extreme inputs in its case"
     for args, kwargs in extremes:
@@ -113,7 +119,7 @@ def test_finite_at_extremes(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_random_gradient_finite_and_jittable(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name, seed=5)
     grad = jax.jit(jax.grad(lambda x, *rest: fn(x, *rest, **kwargs)))(*args)
     assert grad.shape == args[0].shape
@@ -123,7 +129,7 @@ def test_random_gradient_finite_and_jittable(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_reductions_consistent(name):
     case = _case(name)
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     none = fn(*args, **kwargs, reduction="none")
     _close(fn(*args, **kwargs, reduction="sum"), jnp.sum(none), rtol=1e-5, atol=1e-5)
@@ -134,7 +140,7 @@ def test_reductions_consistent(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_weights(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     shape = fn(*args, **kwargs, reduction="none").shape
     twos = jnp.full(shape, 2.0, jnp.float32)
@@ -150,7 +156,7 @@ def test_weights(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_where_equals_slicing_and_blocks_nan(name):
     case = _case(name)
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     batch_args = range(len(args)) if case.batch_args is None else case.batch_args
     unreduced = fn(*args, **kwargs, reduction="none")
@@ -180,7 +186,7 @@ def _first_param_name(fn) -> str:
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_error_integer_predictions(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     bad = (jnp.ones(args[0].shape, jnp.int32),) + args[1:]
     with pytest.raises(TypeError, match=_first_param_name(fn)):
@@ -189,7 +195,7 @@ def test_error_integer_predictions(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_error_unknown_reduction(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     with pytest.raises(ValueError, match="reduction"):
         fn(*args, **kwargs, reduction="avg")
@@ -197,7 +203,7 @@ def test_error_unknown_reduction(name):
 
 @pytest.mark.parametrize("name", [n for n in BUILTIN if n in CASES and CASES[n].elementwise])
 def test_error_mismatched_shapes(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     params = list(inspect.signature(fn).parameters)
     # (..., K) against (..., K, 1): the classic (N,) versus (N, 1) mistake.
@@ -207,7 +213,7 @@ def test_error_mismatched_shapes(name):
 
 @pytest.mark.parametrize("name", BUILTIN)
 def test_error_bad_where_shape(name):
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name)
     shape = fn(*args, **kwargs, reduction="none").shape
     bad = jnp.ones(shape + (3,), bool)
@@ -218,7 +224,7 @@ def test_error_bad_where_shape(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_forward_mode_equals_reverse_mode(name):
     """jacfwd works (no custom_vjp without a jvp) and agrees with grad."""
-    fn = jaxloss.get(name)
+    fn = _loss(name)
     args, kwargs = _inputs(name, seed=3)
 
     def loss(x):
