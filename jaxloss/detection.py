@@ -26,9 +26,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._numerics import safe_div
+from jaxloss._numerics import bce_with_logits, safe_div
 from jaxloss.classification._common import log_probability_of
-from jaxloss.classification.cross_entropy import _bce_with_logits
 from jaxloss.registry import _builtin
 from jaxloss.regression import smooth_l1_loss
 
@@ -909,6 +908,6 @@ def mask_rcnn_mask_loss(
         (t,) = _reduce.mask_inputs(mask, t)
     index = jnp.clip(y, 0, k - 1).astype(jnp.int32).reshape(r, 1, 1, 1)
     logit = jnp.take_along_axis(x, index, axis=-1)[..., 0]              # [R, M, M]
-    values = _bce_with_logits(logit, t, None)
+    values = bce_with_logits(logit, t, None)
     return _reduce.reduce_loss(values, reduction=reduction, where=mask, weights=weight,
                                dtype=dtype)

@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
+from jaxloss._numerics import abs_zero_grad
 from jaxloss.registry import _builtin
 
 __all__ = [
@@ -123,7 +124,7 @@ def mae_loss(
     _checks.check_reduction(reduction)
     p, t, dtype = _checks.elementwise_pair(predictions, targets)
     p, t = _reduce.mask_inputs(where, p, t)
-    values = _abs(p - t)
+    values = abs_zero_grad(p - t)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 
@@ -140,16 +141,6 @@ _F32_EPS = float(jnp.finfo(jnp.float32).eps)
 # Below this |z| the relative exponential exprel(z) = expm1(z) / z is its Taylor series;
 # above it expm1(z) / z and its derivative lose at most ~1e-7 relative to cancellation.
 _EXPREL_SERIES = 0.5
-
-
-def _abs(x: Array) -> Array:
-    """``|x|`` whose derivative at 0 is 0 (torch's choice); ``jnp.abs``'s is 1 there.
-
-    ``max(x, -x)``: ``jnp.maximum`` splits the gradient at the tie, so the
-    derivative at 0 is ``(1 - 1) / 2 = 0``; it also fuses better on CPU than
-    ``x * sign(x)``.
-    """
-    return jnp.maximum(x, -x)
 
 
 def _residual(predictions: ArrayLike, targets: ArrayLike, where: ArrayLike | None,
@@ -315,7 +306,7 @@ def smooth_l1_loss(
     _checks.check_range(beta, "beta", low=0.0)
     r, dtype = _residual(predictions, targets, where)
     beta = _checks.hyperparameter(beta, "beta", r.dtype)
-    abs_r = _abs(r)
+    abs_r = abs_zero_grad(r)
     # q (|r| - q / 2) / beta with q = min(|r|, beta) is r^2 / (2 beta) inside and
     # |r| - beta / 2 outside, with no elementwise select (it fuses with the reduction).
     # beta = 0 takes |r| - beta / 2 through a scalar where (double where on the division).

@@ -65,7 +65,7 @@ def test_all_background_and_all_foreground():
         assert np.all(np.asarray(jaxloss.signed_distance_map(full)) == 0)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(hnp.arrays(np.bool_, hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=8)),
        st.data())
 def test_signed_distance_map_property(mask, data):

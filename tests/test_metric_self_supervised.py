@@ -70,7 +70,7 @@ def _dense(index: int, masked: bool):
     return value, grads, none
 
 
-@pytest.mark.parametrize("block_size", [1, 4, 7, 20])  # 4 and 7 do not divide N = 13
+@pytest.mark.parametrize("block_size", [1, 4, 20])  # 4 does not divide N = 13; 20 > N
 def test_chunked_equals_dense_in_value_and_gradient(block_size):
     a, b, labels, keep = _data()
     for index, (name, kwargs, kind) in enumerate(ALL_PAIRS):

@@ -20,7 +20,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._numerics import safe_log, safe_pow, x_times
+from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, x_times
 from jaxloss.classification._common import (
     log_probabilities,
     log_probability_of,
@@ -38,32 +38,6 @@ __all__ = [
 
 # torch.nn.functional.binary_cross_entropy clamps each log at -100.
 _BCE_LOG_FLOOR = -100.0
-
-
-def _softplus_neg_abs(x: Array) -> Array:
-    """``log1p(exp(-|x|))``: the bounded part of the stable softplus, fuses elementwise.
-
-    ``-|x|`` is written ``min(x, -x)``: its gradient at the tie ``x = 0`` is the
-    average 0, where ``jnp.abs``'s is 1, which together with ``max(x, 0)``'s
-    1/2 gives the exact derivative of the softplus at 0.
-    """
-    return jnp.log1p(jnp.exp(jnp.minimum(x, -x)))
-
-
-def _bce_with_logits(x: Array, t: Array, pos_weight: Array | None) -> Array:
-    """Elementwise binary cross-entropy of logits ``x`` against targets ``t``.
-
-    One fused formula (no ``log_sigmoid``, whose custom gradient splits the
-    fusion): ``max(x, 0) - x t + log1p(exp(-|x|))``; with ``pos_weight``,
-    ``(1 - t) x + (1 + (pw - 1) t)(log1p(exp(-|x|)) + max(-x, 0))`` (torch's form).
-    ``jnp.maximum`` splits its gradient at the tie; with ``min(x, -x)`` for
-    ``-|x|`` the derivative at ``x = 0`` is exactly ``sigmoid(0) - t``.
-    """
-    zero = jnp.zeros((), x.dtype)
-    if pos_weight is None:
-        return jnp.maximum(x, zero) - x * t + _softplus_neg_abs(x)
-    log_weight = 1 + (pos_weight - 1) * t
-    return (1 - t) * x + log_weight * (_softplus_neg_abs(x) + jnp.maximum(-x, zero))
 
 
 def _class_vector(value: ArrayLike, name: str, num_classes: int, dtype: jnp.dtype) -> Array:
@@ -190,7 +164,7 @@ def binary_cross_entropy_loss(
     if not (isinstance(label_smoothing, (int, float)) and label_smoothing == 0):
         t = t * (1 - smoothing) + smoothing / 2
     if from_logits:
-        values = _bce_with_logits(x, t, pw)
+        values = bce_with_logits(x, t, pw)
     else:
         log_p = safe_log(x, _BCE_LOG_FLOOR)
         log_1mp = safe_log(1 - x, _BCE_LOG_FLOOR)
@@ -510,7 +484,7 @@ def sigmoid_focal_loss(
     _checks.check_range(gamma, "gamma", low=0.0)
     g = _checks.hyperparameter(gamma, "gamma", compute)
     x, t = _reduce.mask_inputs(where, x, t)
-    bce = _bce_with_logits(x, t, None)
+    bce = bce_with_logits(x, t, None)
     one_minus_pt = t * jax.nn.sigmoid(-x) + (1 - t) * jax.nn.sigmoid(x)
     values = bce * safe_pow(one_minus_pt, g)
     if alpha is not None:

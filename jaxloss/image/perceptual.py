@@ -33,8 +33,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
+from jaxloss._numerics import abs_zero_grad
 from jaxloss.registry import _builtin
-from jaxloss.regression import _abs  # |x| with torch's derivative 0 at 0
 
 __all__ = [
     "gram_matrix",
@@ -464,7 +464,7 @@ def perceptual_loss(
     terms = []
     for weight, fp, ft in _feature_pairs(feature_fn, p, t, 2, layer_weights, compute):
         difference = fp - ft
-        pointwise = _abs(difference) if distance == "l1" else jnp.square(difference)
+        pointwise = abs_zero_grad(difference) if distance == "l1" else jnp.square(difference)
         terms.append((weight, jnp.mean(pointwise, axis=tuple(range(1, pointwise.ndim)))))
     values = _weighted_sum(terms)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from jaxloss import _checks
-from jaxloss._numerics import safe_sqrt
+from jaxloss._numerics import safe_log, safe_sqrt
 
 Distance = Literal["euclidean", "squared", "cosine"]
 DISTANCES: tuple[str, ...] = ("euclidean", "squared", "cosine")
@@ -153,3 +153,22 @@ def logsumexp_finish(state: tuple[Array, Array]) -> Array:
     positive = running_sum > 0
     safe_sum = jnp.where(positive, running_sum, 1.0)
     return jnp.where(positive, jnp.log(safe_sum) + safe_max, -jnp.inf)
+
+
+def masked_logsumexp(logits: Array, mask: Array, *, add_one: bool = False) -> Array:
+    """``log(sum_{mask} exp(logits))`` over the last axis, stable and NaN-free.
+
+    ``add_one`` adds ``exp(0)`` to the sum (``log(1 + sum)``, PML's
+    ``add_one``). Rows with nothing selected give ``-inf`` (0 with
+    ``add_one``) and a zero gradient; entries outside ``mask`` never reach the
+    exponential (double where), whatever their size.
+    """
+    masked = jnp.where(mask, logits, -jnp.inf)
+    row_max = jnp.max(masked, axis=-1)
+    if add_one:
+        row_max = jnp.maximum(row_max, 0.0)
+    row_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0.0))
+    total = jnp.sum(jnp.exp(masked - row_max[..., None]), axis=-1)
+    if add_one:
+        total = total + jnp.exp(-row_max)
+    return safe_log(total) + row_max

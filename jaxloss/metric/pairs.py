@@ -27,7 +27,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._numerics import safe_div, safe_log, safe_pow, safe_sqrt
+from jaxloss._numerics import safe_div, safe_pow, safe_sqrt
 from jaxloss.metric import _common
 from jaxloss.registry import _builtin
 
@@ -102,25 +102,6 @@ def _reduce_rows(
     if axis_name is not None:
         denominator = jax.lax.psum(denominator, axis_name)
     return safe_div(total, denominator).astype(dtype)
-
-
-def _masked_logsumexp(logits: Array, mask: Array, *, add_one: bool = False) -> Array:
-    """``log(sum_{mask} exp(logits))`` over the last axis, stable and NaN-free.
-
-    ``add_one`` adds ``exp(0)`` to the sum (``log(1 + sum)``, PML's
-    ``add_one``). Rows with nothing selected give ``-inf`` (0 with
-    ``add_one``) and a zero gradient; entries outside ``mask`` never reach the
-    exponential (double where), whatever their size.
-    """
-    masked = jnp.where(mask, logits, -jnp.inf)
-    row_max = jnp.max(masked, axis=-1)
-    if add_one:
-        row_max = jnp.maximum(row_max, 0.0)
-    row_max = jax.lax.stop_gradient(jnp.where(jnp.isfinite(row_max), row_max, 0.0))
-    total = jnp.sum(jnp.exp(masked - row_max[..., None]), axis=-1)
-    if add_one:
-        total = total + jnp.exp(-row_max)
-    return safe_log(total) + row_max
 
 
 class _Batch(NamedTuple):
@@ -644,7 +625,7 @@ def npair_loss(
     row_is_anchor = jnp.take(is_anchor, rows)
     column_mask = jnp.broadcast_to(is_anchor[None, :], logits.shape)
     target = jnp.take_along_axis(logits, rows[:, None], axis=-1)[:, 0]
-    lse = _masked_logsumexp(logits, column_mask)
+    lse = _common.masked_logsumexp(logits, column_mask)
     values = jnp.where(row_is_anchor, jnp.where(row_is_anchor, lse, 0.0) - target, 0.0)
     return _reduce_rows(values, row_is_anchor, reduction=reduction, where=batch.mask,
                         weights=weights, axis_name=axis_name, dtype=batch.dtype)
@@ -722,7 +703,8 @@ def circle_loss(
     pos_logits = -gamma * jax.nn.relu(1 + m - fixed) * (s - (1 - m))
     neg_logits = gamma * jax.nn.relu(fixed + m) * (s - m)
     valid = jnp.any(positive, axis=-1) & jnp.any(negative, axis=-1)
-    z = _masked_logsumexp(pos_logits, positive) + _masked_logsumexp(neg_logits, negative)
+    z = (_common.masked_logsumexp(pos_logits, positive)
+         + _common.masked_logsumexp(neg_logits, negative))
     z = jnp.where(valid, z, 0.0)
     values = jnp.where(valid, jax.nn.softplus(z), 0.0)
     counts = (values > 0) if reduction == "avg_non_zero" else valid
@@ -801,8 +783,8 @@ def multi_similarity_loss(
     beta = _checks.hyperparameter(beta, "beta", compute)
     base = _checks.hyperparameter(base, "base", compute)
     s = _cosine_similarity(batch.queries, batch.keys)                   # [n, M]
-    pos = _masked_logsumexp(alpha * (base - s), batch.positive, add_one=True) / alpha
-    neg = _masked_logsumexp(beta * (s - base), batch.negative, add_one=True) / beta
+    pos = _common.masked_logsumexp(alpha * (base - s), batch.positive, add_one=True) / alpha
+    neg = _common.masked_logsumexp(beta * (s - base), batch.negative, add_one=True) / beta
     return _reduce_rows(pos + neg, None, reduction=reduction, where=batch.mask,
                         weights=weights, axis_name=axis_name, dtype=batch.dtype)
 
