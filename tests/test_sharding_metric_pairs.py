@@ -33,11 +33,12 @@ _SCRIPT = textwrap.dedent(
     keep = jnp.asarray(rng.random(24) < 0.7)
     w = jnp.asarray(rng.uniform(0.5, 2.0, size=24), jnp.float32)
 
-    cases = []
-    for mining in ("all", "hard", "semihard"):
-        for reduction in ("mean", "avg_non_zero", "sum"):
-            cases.append(("batch_triplet_loss",
-                          dict(mining=mining, margin=0.4, reduction=reduction)))
+    # Every mining strategy and every reduction, not their full product (the
+    # sharded mining and the sharded reductions are separate code paths).
+    cases = [("batch_triplet_loss", dict(mining=mining, margin=0.4, reduction=reduction))
+             for mining, reduction in (("all", "mean"), ("all", "avg_non_zero"),
+                                       ("hard", "sum"), ("semihard", "avg_non_zero"),
+                                       ("semihard", "mean"))]
     cases += [
         ("batch_triplet_loss", dict(mining="hard", distance="cosine", margin=0.2)),
         ("npair_loss", dict()),
@@ -95,4 +96,4 @@ def test_batch_pair_losses_sharded_over_8_devices():
     result = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "ok 32" in result.stdout, result.stdout
+    assert "ok 24" in result.stdout, result.stdout  # 12 cases, unmasked and masked

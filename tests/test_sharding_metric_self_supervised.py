@@ -51,9 +51,12 @@ _SCRIPT = textwrap.dedent(
         ("barlow_twins_loss", b, dict()),
         ("vicreg_loss", b, dict()),
     ]
-    for name, second, kwargs in cases:
+    for index, (name, second, kwargs) in enumerate(cases):
         argnums = (0,) if second.dtype == jnp.int32 else (0, 1)
-        for where, reduction in ((None, "mean"), (keep, "mean"), (keep, "sum")):
+        # Unmasked mean always; the masked mean and the masked sum alternate
+        # between a loss's dense and chunked cases.
+        masked_reduction = "mean" if index % 2 == 0 else "sum"
+        for where, reduction in ((None, "mean"), (keep, masked_reduction)):
             if True:  # (keeps the shard_map closures simple)
                 fn = jaxloss.get(name, **kwargs)
 
