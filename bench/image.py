@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
+from bench.run import cpu_count, package_version
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -76,30 +77,13 @@ QUICK = {"shape": (2, 32, 32, 3), "warmup": 1, "min_rounds": 2, "rounds": 2,
 # ----------------------------------------------------------------------------- environment
 
 
-def _cpu_count() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # a missing version is recorded as null
-        return None
-
-
 def _environment(torch_threads: int) -> dict[str, Any]:
     device = jax.devices()[0]
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": _cpu_count(),
-            "jax": jax.__version__, "jaxlib": _version("jaxlib"), "dm_pix": _version("dm-pix"),
-            "torch": _version("torch"), "kornia": _version("kornia"), "numpy": np.__version__,
+            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
+            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
+            "dm_pix": package_version("dm-pix"), "torch": package_version("torch"),
+            "kornia": package_version("kornia"), "numpy": np.__version__,
             "jax_backend": jax.default_backend(), "jax_device_kind": device.device_kind,
             "torch_num_threads": torch_threads}
 
@@ -358,7 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    torch_threads = args.torch_threads or _cpu_count()
+    torch_threads = args.torch_threads or cpu_count()
     torch.set_num_threads(torch_threads)
     cfg = dict(QUICK if args.quick else FULL)
     if args.rounds is not None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import random
 import statistics
@@ -62,6 +61,7 @@ import numpy as np
 import optax
 
 import jaxloss
+from bench.run import cpu_count, package_version
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -89,22 +89,6 @@ QUICK = {"ntxent_sizes": (256, 512), "dim": 16, "temperature": 0.1,
 # ----------------------------------------------------------------------------- environment
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # a missing version is recorded as null
-        return None
-
-
 def _available_bytes() -> int | None:
     """``MemAvailable`` from /proc/meminfo (Linux), else None."""
     try:
@@ -119,8 +103,9 @@ def _available_bytes() -> int | None:
 def _environment() -> dict[str, Any]:
     device = jax.devices()[0]
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": _cpu_count(),
-            "jax": jax.__version__, "jaxlib": _version("jaxlib"), "optax": _version("optax"),
+            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
+            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
+            "optax": package_version("optax"),
             "numpy": np.__version__, "jax_backend": jax.default_backend(),
             "jax_device_kind": device.device_kind, "memory_available_bytes": _available_bytes()}
 

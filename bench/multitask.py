@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import random
 import statistics
@@ -52,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from bench.run import cpu_count, package_version
 from jaxloss import aggregate
 
 try:
@@ -68,25 +68,12 @@ TARGET_WEIGHTING = 1.1
 TARGET_AGGREGATION = 0.20
 
 
-def _version(module: str) -> str | None:
-    try:
-        return __import__(module).__version__
-    except Exception:  # best effort: a missing version is recorded as null
-        return None
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
 def _environment() -> dict[str, Any]:
     device = jax.devices()[0]
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": _cpu_count(),
-            "jax": jax.__version__, "jaxlib": _version("jaxlib"), "optax": _version("optax"),
+            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
+            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
+            "optax": package_version("optax"),
             "numpy": np.__version__, "jax_backend": jax.default_backend(),
             "jax_device_kind": device.device_kind}
 

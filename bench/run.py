@@ -93,7 +93,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _version(module: str) -> str | None:
+def package_version(module: str) -> str | None:
     try:
         from importlib.metadata import version
 
@@ -110,10 +110,10 @@ def environment(torch_threads: int | None) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": cpu_count(),
         "jax": jax.__version__,
-        "jaxlib": _version("jaxlib"),
-        "optax": _version("optax"),
-        "torch": _version("torch"),
-        "kornia": _version("kornia"),
+        "jaxlib": package_version("jaxlib"),
+        "optax": package_version("optax"),
+        "torch": package_version("torch"),
+        "kornia": package_version("kornia"),
         "numpy": np.__version__,
         "jax_backend": jax.default_backend(),
         "jax_device_kind": device.device_kind,
