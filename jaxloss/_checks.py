@@ -20,6 +20,9 @@ from jax.typing import ArrayLike
 
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+# PML's AvgNonZeroReducer, for the losses that offer it (pairs, triplets, ...).
+NonZeroReduction = Literal["mean", "sum", "none", "avg_non_zero"]
+NON_ZERO_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none", "avg_non_zero")
 
 
 def is_traced(value: Any) -> bool:
@@ -27,13 +30,21 @@ def is_traced(value: Any) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
-def check_reduction(reduction: Any) -> None:
-    """Raises ValueError unless ``reduction`` is one of "mean", "sum", "none"."""
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(
-                f"reduction must be one of {REDUCTIONS}; got {reduction!r}. "
-                "Pass reduction='none' for the unreduced loss."
-        )
+def check_reduction(reduction: Any, choices: Sequence[str] = REDUCTIONS) -> None:
+    """Raises ValueError unless ``reduction`` is one of ``choices`` ("mean", "sum", "none").
+
+    PyTorch's ``reduction="batchmean"`` (``kl_div``) and the deprecated
+    ``size_average``/``reduce`` spellings get a message with the jaxloss one.
+    """
+    if isinstance(reduction, str) and reduction in tuple(choices):
+        return
+    hint = "Pass reduction='none' for the unreduced loss."
+    if reduction == "batchmean":
+        hint = ("jaxloss has no 'batchmean': reduction='mean' is the mean over positions of "
+                "the class-summed loss, which is torch's 'batchmean' for kl_divergence_loss.")
+    elif reduction == "elementwise_mean":
+        hint = "PyTorch's old 'elementwise_mean' is reduction='mean'."
+    raise ValueError(f"reduction must be one of {tuple(choices)}; got {reduction!r}. {hint}")
 
 
 def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:

@@ -26,8 +26,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
+from jaxloss._classes import log_probability_of
 from jaxloss._numerics import bce_with_logits, safe_div
-from jaxloss.classification._common import log_probability_of
 from jaxloss.registry import _builtin
 from jaxloss.regression import smooth_l1_loss
 

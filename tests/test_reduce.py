@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jaxloss import _checks, _numerics
-from jaxloss._reduce import mask_inputs, reduce_loss
+from jaxloss._reduce import mask_inputs, mask_rows, reduce_loss, rows_kept
 
 _values = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
                      elements=st.floats(-1e3, 1e3, width=32))
@@ -117,3 +117,74 @@ def test_compute_dtype_promotes_mixed_floats_under_strict_promotion():
     assert _checks.compute_dtype(f32, bf16) == (jnp.float32, jnp.float32)
     assert _checks.compute_dtype(bf16, f16) == (jnp.float32, jnp.float32)
     assert _checks.compute_dtype(bf16, bf16) == (jnp.float32, jnp.bfloat16)
+
+
+# --------------------------------------------------------------------------------------
+# Leading-axis masks, axis_name and avg_non_zero: one path for every family.
+# --------------------------------------------------------------------------------------
+
+
+def test_leading_where_masks_whole_rows():
+    values = jnp.arange(24.0).reshape(2, 3, 4)
+    rows = jnp.array([True, False])
+    got = reduce_loss(values, reduction="mean", where=rows, align="leading")
+    np.testing.assert_allclose(float(got), float(jnp.mean(values[0])))
+    per_instance = jnp.array([[True, False, True], [False, False, True]])
+    got = reduce_loss(values, reduction="sum", where=per_instance, align="leading")
+    np.testing.assert_allclose(float(got), float(jnp.sum(jnp.where(per_instance[..., None], values, 0.0))))
+    # The same (2,) mask under trailing alignment cannot broadcast to (2, 3, 4).
+    with pytest.raises(ValueError, match="does not broadcast"):
+        reduce_loss(values, reduction="mean", where=rows)
+
+
+def test_mask_rows_is_a_double_where():
+    x = jnp.array([[1.0, 2.0], [jnp.nan, jnp.inf]])
+    keep = jnp.array([True, False])
+
+    def loss(x):
+        (clean,) = mask_rows(keep, x)
+        return reduce_loss(jnp.sqrt(clean) * 3, reduction="mean", where=keep, align="leading")
+
+    value, grad = jax.value_and_grad(loss)(x)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(grad)))
+    np.testing.assert_array_equal(np.asarray(grad)[1], 0.0)
+
+
+def test_rows_kept_combines_where_and_nonzero_weights():
+    kept = rows_kept(jnp.array([True, True, False]), jnp.array([1.0, 0.0, 2.0]), (3,))
+    np.testing.assert_array_equal(np.asarray(kept), [True, False, False])
+    assert rows_kept(None, None, (3,)) is None
+
+
+def test_avg_non_zero_is_a_normaliser_of_the_same_path():
+    values = jnp.array([0.0, 2.0, 0.0, 4.0, 3.0])
+    keep = jnp.array([True, True, True, True, False])
+    got = reduce_loss(values, reduction="avg_non_zero", where=keep,
+                      reductions=_checks.NON_ZERO_REDUCTIONS)
+    np.testing.assert_allclose(float(got), 3.0)  # (2 + 4) / 2 positive, selected entries
+    zeros = reduce_loss(jnp.zeros(3), reduction="avg_non_zero",
+                        reductions=_checks.NON_ZERO_REDUCTIONS)
+    assert float(zeros) == 0.0
+    # A loss that does not offer it rejects it like any unknown reduction.
+    with pytest.raises(ValueError, match="avg_non_zero"):
+        reduce_loss(values, reduction="avg_non_zero")
+
+
+def test_pytorch_reduction_names_get_the_jaxloss_spelling():
+    with pytest.raises(ValueError, match="batchmean.*reduction='mean'"):
+        reduce_loss(jnp.ones(3), reduction="batchmean")
+
+
+def test_axis_name_psums_sum_and_count():
+    values = jnp.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    where = jnp.array([[True, True, False], [True, False, False]])
+
+    def per_device(v, w):
+        return reduce_loss(v, reduction="mean", where=w, axis_name="d")
+
+    got = jax.vmap(per_device, axis_name="d")(values, where)
+    expected = float(jnp.sum(jnp.where(where, values, 0.0))) / float(jnp.sum(where))
+    np.testing.assert_allclose(np.asarray(got), [expected, expected], rtol=1e-6)
+    total = jax.vmap(lambda v: reduce_loss(v, reduction="sum", axis_name="d"),
+                     axis_name="d")(values)
+    np.testing.assert_allclose(np.asarray(total), [21.0, 21.0])

@@ -20,12 +20,12 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, x_times
-from jaxloss.classification._common import (
+from jaxloss._classes import (
     log_probabilities,
     log_probability_of,
     prepare_class_inputs,
 )
+from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, x_times
 from jaxloss.registry import _builtin
 
 __all__ = [

@@ -25,8 +25,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
+from jaxloss._classes import log_probabilities, prepare_class_inputs, take_class
 from jaxloss._numerics import one_hot, safe_log, x_times, xlogy
-from jaxloss.classification._common import log_probabilities, prepare_class_inputs, take_class
 from jaxloss.registry import _builtin
 
 __all__ = [

@@ -1,4 +1,16 @@
-"""Input preparation shared by the class-based losses (one place, not one per loss)."""
+"""Class-based inputs shared by every family: validation, masking, log-probabilities.
+
+One place for what the classification, segmentation and detection losses all
+need (``prepare_class_inputs``, ``log_probability_of``, ``take_class``,
+``label_one_hot``), so that no family imports another family's private module.
+
+Out-of-range labels (DESIGN, "never a plausible wrong number"): an integer
+label outside ``[0, C)`` that is not ``ignore_index`` raises eagerly; under
+``jit`` its values are unknown at trace time, so ``prepare_class_inputs``
+replaces the scores at that position by NaN. Every loss built on them then
+returns NaN at that position (and in any reduction over it) instead of the
+loss of a clipped label.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +31,8 @@ class ClassInputs:
 
     Attributes:
       scores: logits (or probabilities) in the compute dtype, ``[..., C]``;
-        entries at positions that ``where`` masks out are replaced by 0.
+        entries at positions that ``where`` masks out are replaced by 0, and
+        positions whose label is out of range are NaN.
       targets: int ``[...]`` class indices (masked positions replaced by 0) or
         float ``[..., C]`` probabilities in the compute dtype (masked rows 0).
       is_index: whether ``targets`` are class indices.
@@ -39,6 +52,24 @@ class ClassInputs:
         return self.scores.shape[:-1]
 
 
+def out_of_range(labels: Array, num_classes: int, *, ignore_index: int | None = None) -> Array:
+    """Boolean ``labels.shape``: labels outside ``[0, num_classes)`` that are not ignored."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (labels != ignore_index)
+    return bad
+
+
+def poison(values: Array, bad: Array) -> Array:
+    """``values`` with NaN where ``bad`` (broadcast from the left: ``bad`` may lack trailing axes).
+
+    The NaN marks a result that cannot be trusted (an out-of-range label under
+    ``jit``); the gradient with respect to the other entries is unchanged.
+    """
+    bad = bad.reshape(bad.shape + (1,) * (values.ndim - bad.ndim))
+    return jnp.where(bad, jnp.asarray(jnp.nan, values.dtype), values)
+
+
 def prepare_class_inputs(
     logits: ArrayLike,
     targets: ArrayLike,
@@ -54,7 +85,9 @@ def prepare_class_inputs(
 
     ``where`` is per position (the shape of the logits without the class axis,
     or broadcastable to it). Masked positions are sanitised (double-``where``)
-    so that a NaN there reaches neither value nor gradient.
+    so that a NaN there reaches neither value nor gradient. Integer labels out
+    of ``[0, C)`` (other than ``ignore_index``) raise eagerly and give NaN
+    scores at their positions under ``jit``.
     """
     logits = _checks.float_input(logits, logits_name)
     _checks.check_rank(logits, logits_name, min_rank=1)
@@ -84,7 +117,26 @@ def prepare_class_inputs(
             targets = jnp.where(positions, targets, jnp.zeros_like(targets))
         else:
             (targets,) = _reduce.mask_inputs(positions[..., None], targets)
+    if is_index and _checks.is_traced(targets):
+        scores = poison(scores, out_of_range(targets, num_classes, ignore_index=ignore_index))
     return ClassInputs(scores, targets, is_index, num_classes, dtype)
+
+
+def label_one_hot(labels: Array, num_classes: int, dtype: jnp.dtype, *,
+                  ignore_index: int | None = None) -> tuple[Array, Array | None]:
+    """One-hot ``[..., C]`` of integer ``labels`` and the kept positions ``[...]`` (or None).
+
+    Positions labelled ``ignore_index`` get an all-zero row and are False in
+    the returned mask; positions whose label is out of range (and not
+    ignored) get a NaN row, so that every sum over them is NaN.
+    """
+    valid = None if ignore_index is None else labels != ignore_index
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+    if valid is not None:
+        onehot = jnp.where(valid[..., None], onehot, jnp.zeros_like(onehot))
+    if _checks.is_traced(labels):
+        onehot = poison(onehot, out_of_range(labels, num_classes, ignore_index=ignore_index))
+    return onehot, valid
 
 
 def log_probabilities(scores: Array, *, from_logits: bool) -> Array:
@@ -98,7 +150,10 @@ def log_probabilities(scores: Array, *, from_logits: bool) -> Array:
 def take_class(values: Array, labels: Array) -> Array:
     """``values[..., labels]`` per position: ``[..., C]`` and int ``[...]`` to ``[...]``.
 
-    Labels outside ``[0, C)`` are clipped (the callers mask ignored positions).
+    Labels outside ``[0, C)`` are clipped for the gather: callers mask ignored
+    positions, and ``prepare_class_inputs`` has already made the scores of an
+    out-of-range position NaN, so a clipped label never yields a valid-looking
+    value.
     """
     num_classes = values.shape[-1]
     index = jnp.clip(labels, 0, num_classes - 1).astype(jnp.int32)
