@@ -131,7 +131,8 @@ def test_leading_where_masks_whole_rows():
     np.testing.assert_allclose(float(got), float(jnp.mean(values[0])))
     per_instance = jnp.array([[True, False, True], [False, False, True]])
     got = reduce_loss(values, reduction="sum", where=per_instance, align="leading")
-    np.testing.assert_allclose(float(got), float(jnp.sum(jnp.where(per_instance[..., None], values, 0.0))))
+    kept = jnp.where(per_instance[..., None], values, 0.0)
+    np.testing.assert_allclose(float(got), float(jnp.sum(kept)))
     # The same (2,) mask under trailing alignment cannot broadcast to (2, 3, 4).
     with pytest.raises(ValueError, match="does not broadcast"):
         reduce_loss(values, reduction="mean", where=rows)
@@ -171,7 +172,7 @@ def test_avg_non_zero_is_a_normaliser_of_the_same_path():
 
 
 def test_pytorch_reduction_names_get_the_jaxloss_spelling():
-    with pytest.raises(ValueError, match="batchmean.*reduction='mean'"):
+    with pytest.raises(ValueError, match=r"batchmean.*reduction='mean'"):
         reduce_loss(jnp.ones(3), reduction="batchmean")
 
 
