@@ -185,11 +185,14 @@ def class_targets(
     if jnp.issubdtype(targets.dtype, jnp.integer):
         expected = logits.shape[:axis] + logits.shape[axis + 1:]
         if targets.shape != expected:
+            hint = ""
+            if logits.ndim >= 3 and targets.shape == logits.shape[:1] + logits.shape[2:]:
+                hint = " " + channels_first_hint(logits_name, logits.shape)
             raise ValueError(
                     f"{targets_name} holds integer class indices, so it must have the shape of "
                     f"{logits_name} without the class axis {axis}: expected {expected}, got "
                     f"{targets.shape}. For one-hot or probability targets pass a floating array "
-                    f"of shape {logits.shape}."
+                    f"of shape {logits.shape}.{hint}"
             )
         return targets, True
     if jnp.issubdtype(targets.dtype, jnp.floating):
@@ -199,6 +202,32 @@ def class_targets(
             f"{targets_name} must be integer class indices or floating probabilities; got "
             f"dtype {targets.dtype}."
     )
+
+
+def channels_first_hint(name: str, shape: tuple[int, ...]) -> str:
+    """The message for an input that looks channels-first (PyTorch's layout)."""
+    letters = "(N, C, H, W)" if len(shape) == 4 else "(N, C, *spatial)"
+    return (
+        f"{name} with shape {tuple(shape)} looks like {letters}; jaxloss is channels-last: "
+        f"jnp.moveaxis({name}, 1, -1), or pass axis=1 where the loss takes a class axis."
+    )
+
+
+def check_channels_last(value: Array, name: str) -> None:
+    """Raises ValueError for an image ``(N, *spatial, C)`` that looks channels-first.
+
+    The rule (static, on the shape only): an image with more channels than its
+    width (the last spatial axis) is taken for an NCHW image read as NHWC,
+    e.g. ``(8, 3, 64, 64)`` read as 64 channels of 3 x 64 pixels. Images whose
+    channel count really exceeds their width are not supported by the losses
+    that apply this check (SSIM, total variation).
+    """
+    shape = tuple(value.shape)
+    if len(shape) >= 4 and shape[-1] > shape[-2]:
+        raise ValueError(
+                f"{name} has {shape[-1]} channels but a width of {shape[-2]}. "
+                + channels_first_hint(name, shape)
+        )
 
 
 def check_labels_in_range(
