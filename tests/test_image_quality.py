@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from jaxloss.image import quality
+from jaxloss.image import ssim
 
 
 def _images(seed, shape):
@@ -77,21 +77,21 @@ def test_chunked_batch_equals_one_pass(monkeypatch):
 
     one_pass = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, y)
     # 2 images per chunk (9 * 8 * 2 values each); a fresh trace of the jitted core
-    monkeypatch.setattr(quality, "_CHUNK_ELEMENTS", 2 * 9 * 8 * 2)
-    quality._ssim_values.clear_cache()
-    assert quality._chunk_size(6, 9 * 8 * 2) == 2
+    monkeypatch.setattr(ssim, "_CHUNK_ELEMENTS", 2 * 9 * 8 * 2)
+    ssim._ssim_values.clear_cache()
+    assert ssim._chunk_size(6, 9 * 8 * 2) == 2
     chunked = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, y)
-    quality._ssim_values.clear_cache()
+    ssim._ssim_values.clear_cache()
     np.testing.assert_allclose(float(chunked[0]), float(one_pass[0]), rtol=1e-6)
     for a, b in zip(chunked[1], one_pass[1], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-9)
 
 
 def test_chunk_size():
-    assert quality._chunk_size(16, 256 * 256 * 3) == 2
-    assert quality._chunk_size(7, 256 * 256 * 3) == 1  # prime batch: one image at a time
-    assert quality._chunk_size(4, 10) == 4  # small images: no chunking
-    assert quality._chunk_size(0, 10) == 1
+    assert ssim._chunk_size(16, 256 * 256 * 3) == 2
+    assert ssim._chunk_size(7, 256 * 256 * 3) == 1  # prime batch: one image at a time
+    assert ssim._chunk_size(4, 10) == 4  # small images: no chunking
+    assert ssim._chunk_size(0, 10) == 1
 
 
 def test_second_order_and_forward_mode():
@@ -182,3 +182,21 @@ def test_error_traced_window():
     x = jnp.zeros((1, 12, 12, 1))
     with pytest.raises(TypeError, match="sigma must be a static"):
         jax.jit(lambda s: jaxloss.ssim_loss(x, x, sigma=s))(1.5)
+
+
+@pytest.mark.parametrize("name", ["ssim_loss", "ms_ssim_loss", "total_variation_loss",
+                                  "psnr_loss"])
+def test_channels_first_images_are_rejected_with_the_layout_hint(name):
+    # (N, C, H, W) = (2, 3, 48, 64) read as channels-last would be 64 channels of 3 x 48.
+    nchw = jnp.ones((2, 3, 48, 64))
+    fn = getattr(jaxloss, name)
+    args = (nchw,) if name == "total_variation_loss" else (nchw, nchw)
+    with pytest.raises(ValueError, match=r"looks like \(N, C, H, W\).*jnp.moveaxis"):
+        jax.jit(fn)(*args)
+    # The same images channels-last run.
+    nhwc = jnp.moveaxis(nchw, 1, -1)
+    args = (nhwc,) if name == "total_variation_loss" else (nhwc, nhwc)
+    kwargs = {"window_size": 3} if name == "ms_ssim_loss" else {}
+    if name == "ms_ssim_loss":
+        kwargs["power_factors"] = (0.5, 0.5)
+    assert np.isfinite(float(fn(*args, **kwargs)))

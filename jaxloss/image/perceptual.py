@@ -79,22 +79,6 @@ def _image_pair(predictions: ArrayLike, targets: ArrayLike, *, min_rank: int,
     return p.astype(result), t.astype(result), compute, result
 
 
-def _mask_batch(where: ArrayLike | None, *arrays: Array) -> tuple[Array, ...]:
-    """Zeroes the images that ``where`` (broadcastable to ``(N,)``) drops.
-
-    First half of the double-``where`` pattern: a NaN in a dropped image never
-    reaches ``feature_fn``, so neither the value nor the gradient sees it.
-    """
-    if where is None:
-        return arrays
-    n = arrays[0].shape[0]
-    mask = _checks.broadcast_mask(where, (n,), "where").astype(jnp.bool_)
-    return tuple(
-            jnp.where(mask.reshape((n,) + (1,) * (a.ndim - 1)), a, jnp.zeros((), a.dtype))
-            for a in arrays
-    )
-
-
 def _layers(out: Any, n: int, min_rank: int, role: str) -> tuple[list[tuple[Any, Array]], bool]:
     """The feature maps ``feature_fn`` returned, as ``[(key, array)]``, and whether by name."""
     if isinstance(out, Mapping):
@@ -344,14 +328,14 @@ def style_loss(
     if feature_fn is None:
         p, t, compute, dtype = _image_pair(predictions, targets, min_rank=3,
                                            what="(N, H, W, C) feature maps")
-        p, t = _mask_batch(where, p, t)
+        p, t = _reduce.mask_rows(where, p, t)
         # One layer, by position: layer_weights may still be a one-element sequence.
         ((_, weight),) = _select([(0, p)], False, layer_weights, compute)
         pairs = [(weight, p.astype(compute), t.astype(compute))]
     else:
         p, t, compute, dtype = _image_pair(predictions, targets, min_rank=1,
                                            what="an image batch")
-        p, t = _mask_batch(where, p, t)
+        p, t = _reduce.mask_rows(where, p, t)
         pairs = _feature_pairs(feature_fn, p, t, 3, layer_weights, compute)
     terms = []
     for weight, fp, ft in pairs:
@@ -460,7 +444,7 @@ def perceptual_loss(
                 "feature_fn=lambda f: f."
         )
     p, t, compute, dtype = _image_pair(predictions, targets, min_rank=1, what="an image batch")
-    p, t = _mask_batch(where, p, t)
+    p, t = _reduce.mask_rows(where, p, t)
     terms = []
     for weight, fp, ft in _feature_pairs(feature_fn, p, t, 2, layer_weights, compute):
         difference = fp - ft
