@@ -22,7 +22,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
-from jaxloss._numerics import safe_log
+from jaxloss._numerics import one_hot, safe_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,7 @@ def label_one_hot(labels: Array, num_classes: int, dtype: jnp.dtype, *,
     ignored) get a NaN row, so that every sum over them is NaN.
     """
     valid = None if ignore_index is None else labels != ignore_index
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+    onehot = one_hot(labels, num_classes, dtype)
     if valid is not None:
         onehot = jnp.where(valid[..., None], onehot, jnp.zeros_like(onehot))
     if _checks.is_traced(labels):
