@@ -4,7 +4,7 @@ One place for what the classification, segmentation and detection losses all
 need (``prepare_class_inputs``, ``log_probability_of``, ``take_class``,
 ``label_one_hot``), so that no family imports another family's private module.
 
-Out-of-range labels (DESIGN, "never a plausible wrong number"): an integer
+Out-of-range labels ("never a plausible wrong number"): an integer
 label outside ``[0, C)`` that is not ``ignore_index`` raises eagerly; under
 ``jit`` its values are unknown at trace time, so ``prepare_class_inputs``
 replaces the scores at that position by NaN. Every loss built on them then

@@ -1,6 +1,6 @@
 """The one reduction path: ``reduction=``, ``where=``, ``weights=``, ``axis_name=``.
 
-Conventions (DESIGN.md): ``"none"`` returns the loss's unreduced values with
+Conventions: ``"none"`` returns the loss's unreduced values with
 masked entries set to 0 and weights applied; ``"sum"`` sums those; ``"mean"``
 is the weighted mean over the selected entries, and 0 (never NaN) when
 nothing is selected. Losses that opt in also accept PML's

@@ -1,6 +1,6 @@
 """Out-of-range class labels under ``jit`` give NaN, never the loss of a clipped label.
 
-DESIGN, "What every loss guarantees" item 6: eager calls raise; under ``jit``
+The guarantee "never a plausible wrong number": eager calls raise; under ``jit``
 the labels' values are unknown at trace time, so the loss is NaN at the
 offending positions (and any reduction over them), while the other positions
 keep their values.
