@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import os
 import subprocess
@@ -57,6 +58,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 
 import jaxloss
@@ -98,6 +100,7 @@ QUICK: dict[str, Any] = {
 }
 
 TEMPERATURE = 0.1
+GOAL_BATCH = 1_000_000   # the scale section's goal: the first size at or above it
 # agreement tolerances (relative value, gradient max-abs over max-abs), by dtype
 TOL = {"float32": (2e-3, 2e-2), "bfloat16": (3e-2, 1e-1)}
 TOL_EXACT = (1e-4, 1e-3)   # float32 elementwise and image losses
@@ -534,6 +537,13 @@ def _rows(n: int) -> int:
 def reference_value(loss: str, x: jax.Array, y: jax.Array) -> float:
     """The loss from its formula, row block by row block (float32 accumulation): an
     independent check of the chunked path where the dense one does not fit."""
+    return float(_reference(loss, x, y))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _reference(loss: str, x: jax.Array, y: jax.Array) -> jax.Array:
+    # the inputs are arguments, never closed-over constants (XLA would constant-fold the
+    # products at compile time)
     n = x.shape[0]
     rows = _rows(n)
 
@@ -553,14 +563,13 @@ def reference_value(loss: str, x: jax.Array, y: jax.Array) -> float:
         if loss == "ntxent":
             s = s / TEMPERATURE
             self_mask = jnp.arange(n)[None, :] == index[:, None]
-            lse = jax.nn.logsumexp(jnp.where(self_mask, -jnp.inf, s), axis=1)
+            lse = jax.scipy.special.logsumexp(jnp.where(self_mask, -jnp.inf, s), axis=1)
             positive = jnp.take_along_axis(s, (index ^ 1)[:, None], axis=1)[:, 0]
             return jnp.sum(lse - positive)
         z = jnp.where(jnp.arange(n)[None, :] == index[:, None], 1.0, -1.0)
         return jnp.sum(jax.nn.softplus(-z * (10.0 * s - 10.0)))
 
-    fn = jax.jit(lambda: jnp.sum(jax.lax.map(block, jnp.arange(n // rows))) / n)
-    return float(fn())
+    return jnp.sum(jax.lax.map(block, jnp.arange(n // rows))) / n
 
 
 def _fits(need: int | None, cfg: dict[str, Any]) -> bool:
@@ -1097,6 +1106,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | int:
                 # the other loss still needs its share of what is left
                 share = clock.left() / (2 if loss == "ntxent" else 1)
                 predicted = None if last is None else last[1] * (n / last[0]) ** 2
+                goal = next((m for m in cfg["scale_sizes"] if m >= GOAL_BATCH), None)
+                if predicted is not None and goal is not None and n < goal:
+                    # a size on the way to the goal is skipped when it would leave too
+                    # little time for the goal itself
+                    at_goal = last[1] * (goal / last[0]) ** 2
+                    if (2 * predicted + 15) + (2 * at_goal + 15) > share:
+                        s["scale"].append({"loss": loss, "n": n, "status": (
+                            f"skipped to leave time for N={goal} (predicted {at_goal:.0f} s)")})
+                        continue
                 if predicted is not None and 2 * predicted + 15 > share:
                     s["scale"].append({"loss": loss, "n": n, "status": (
                         f"not run: predicted step {predicted:.0f} s (N² from N={last[0]}) "
