@@ -250,8 +250,8 @@ def device_info(torch: Torch) -> dict[str, Any]:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.memory",
              "--format=csv,noheader"], capture_output=True, text=True, timeout=15, check=False)
-        if out.returncode == 0:
-            info["nvidia_smi"] = out.stdout.strip()
+        info["nvidia_smi"] = (out.stdout.strip() if out.returncode == 0
+                              else f"n/a (exit {out.returncode}: {out.stderr.strip()[:200]})")
     except Exception as error:
         info["nvidia_smi"] = f"n/a ({type(error).__name__})"
     if torch.ok and torch.device == "cuda":
@@ -998,6 +998,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | int:
     torch = Torch() if not args.no_torch else Torch.__new__(Torch)
     if args.no_torch:
         torch.torch, torch.device = None, None
+    torch_note = None
+    if torch.ok and backend == "gpu" and torch.device != "cuda":
+        # torch on the host against JAX on the GPU would measure nothing useful (and take
+        # minutes at these sizes)
+        torch_note = "torch has no CUDA device here: the torch columns are n/a"
+        torch.torch, torch.device = None, None
     partial = bool(args.section or args.case)
     stem = "gpu" + ("-quick" if args.quick else "") + ("-partial" if partial else "")
     report: dict[str, Any] = {
@@ -1006,7 +1012,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | int:
         "environment": H.environment(("optax", "torch", "scipy", "chex", "flax", "kornia")),
         "device": device_info(torch), "torch_device": torch.device,
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-        "sections": {}, "notes": [], "complete": False,
+        "sections": {}, "notes": [torch_note] if torch_note else [], "complete": False,
     }
     report["settings"]["xla_python_client"] = {
         k: os.environ.get(k) for k in ("XLA_PYTHON_CLIENT_PREALLOCATE",

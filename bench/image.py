@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.image            # full run, writes bench/results/image-cpu.{json,md}
     python -m bench.image --quick    # tiny size, 2 rounds (a smoke run, not a measurement)
+    python -m bench --suite image --quick   # the same, through the one entry point
     python -m bench.image --out /tmp/bench --rounds 21
 
 It measures, in one process, on the same float32 images (default

@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.metric            # full run, writes bench/results/metric-cpu.{json,md}
     python -m bench.metric --quick    # small sizes, few rounds (a smoke run, not a measurement)
+    python -m bench --suite metric --quick   # the same, through the one entry point
     python -m bench.metric --out /tmp/bench
 
 It measures, in one process:

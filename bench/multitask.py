@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.multitask            # full run, writes bench/results/multitask-cpu.{json,md}
     python -m bench.multitask --quick    # small sizes, few rounds (a smoke run, not a measurement)
+    python -m bench --suite multitask --quick   # the same, through the one entry point
     python -m bench.multitask --out /tmp/bench
 
 Model: an MLP trunk (``--layers`` dense+ReLU layers of width ``--hidden`` on
