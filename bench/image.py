@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.image            # full run, writes bench/results/image-cpu.{json,md}
     python -m bench.image --quick    # tiny size, 2 rounds (a smoke run, not a measurement)
+    python -m bench --suite image --quick   # the same, through the one entry point
     python -m bench.image --out /tmp/bench --rounds 21
 
 It measures, in one process, on the same float32 images (default
@@ -39,11 +40,6 @@ Target (issue 7): jaxloss forward and value_and_grad at least as fast as kornia.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
-import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -58,7 +54,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from bench.run import cpu_count, package_version
+from bench import _harness as H
+from bench._harness import cpu_count
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -78,61 +75,24 @@ QUICK = {"shape": (2, 32, 32, 3), "warmup": 1, "min_rounds": 2, "rounds": 2,
 
 
 def _environment(torch_threads: int) -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
-            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
-            "dm_pix": package_version("dm-pix"), "torch": package_version("torch"),
-            "kornia": package_version("kornia"), "numpy": np.__version__,
-            "jax_backend": jax.default_backend(), "jax_device_kind": device.device_kind,
-            "torch_num_threads": torch_threads}
+    return H.environment(("dm-pix", "torch", "kornia"), torch_num_threads=torch_threads)
 
 
 # ----------------------------------------------------------------------------- measurement
 
 
 def compile_info(fn: Callable[..., Any], specs: tuple[Any, ...]) -> dict[str, Any]:
-    """Compile-only: XLA's temp memory and the compile time of ``jax.jit(fn)`` at ``specs``.
-
-    ``"compiled"`` is the executable itself, so that the timed calls run the very
-    program whose memory is reported (and nothing is compiled twice).
-    """
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*specs).compile()
-    seconds = time.perf_counter() - t0
-    try:
-        analysis = compiled.memory_analysis()
-    except Exception:  # some backends do not implement it
-        analysis = None
-    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
-    return {"temp_bytes": None if temp is None else int(temp), "compile_s": seconds,
-            "compiled": compiled}
+    """:func:`bench._harness.compile_info`: compile time, XLA memory and, under
+    ``"compiled"``, the executable itself, so that the timed calls run the very program
+    whose memory is reported (and nothing is compiled twice)."""
+    return H.compile_info(fn, specs)
 
 
 def measure(calls: dict[str, Callable[[], Any]], *, warmup: int, min_rounds: int, rounds: int,
             budget_s: float, seed: int) -> dict[str, dict[str, float]]:
-    """Median and min wall time in ms per call, interleaved in shuffled rounds.
-
-    Each callable blocks until its result is ready. Rounds stop after
-    ``rounds``, or after ``min_rounds`` once ``budget_s`` seconds have passed.
-    """
-    for fn in calls.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    rng = random.Random(seed)
-    start = time.perf_counter()
-    done = 0
-    while done < rounds and (done < min_rounds or time.perf_counter() - start < budget_s):
-        order = list(calls)
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            calls[name]()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-        done += 1
-    return {name: {"median": statistics.median(ts), "min": min(ts), "repeats": len(ts)}
-            for name, ts in times.items()}
+    """:func:`bench._harness.measure` (the callables block until their result is ready)."""
+    return H.measure(calls, warmup=warmup, rounds=rounds, min_rounds=min_rounds,
+                     budget_s=budget_s, seed=seed, block=False)
 
 
 # ----------------------------------------------------------------------------- implementations
@@ -272,13 +232,7 @@ def ssim_case(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- report
 
 
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value} B"
+_bytes = H.fmt_bytes
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -360,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     report = {
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": H.now(),
         "quick": args.quick,
         "total_seconds": time.perf_counter() - started,
         "environment": _environment(torch_threads),
@@ -375,11 +329,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "targets_met": targets_met,
         "ssim": record,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"image-{jax.default_backend()}{'-quick' if args.quick else ''}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = H.stem("image", quick=args.quick)
     table = markdown(report)
-    (args.out / f"{stem}.md").write_text(table)
+    H.write_results(args.out, stem, report, table)
     print(table)
     print(f"wrote {args.out / stem}.json and .md ({report['total_seconds']:.0f} s)")
     return report

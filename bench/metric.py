@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.metric            # full run, writes bench/results/metric-cpu.{json,md}
     python -m bench.metric --quick    # small sizes, few rounds (a smoke run, not a measurement)
+    python -m bench --suite metric --quick   # the same, through the one entry point
     python -m bench.metric --out /tmp/bench
 
 It measures, in one process:
@@ -41,11 +42,6 @@ ArcFace with 1M classes compiles with temp memory <= 200 MiB.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
-import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -61,7 +57,7 @@ import numpy as np
 import optax
 
 import jaxloss
-from bench.run import cpu_count, package_version
+from bench import _harness as H
 
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -89,63 +85,26 @@ QUICK = {"ntxent_sizes": (256, 512), "dim": 16, "temperature": 0.1,
 # ----------------------------------------------------------------------------- environment
 
 
-def _available_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), else None."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+_available_bytes = H.available_bytes
 
 
 def _environment() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
-            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
-            "optax": package_version("optax"),
-            "numpy": np.__version__, "jax_backend": jax.default_backend(),
-            "jax_device_kind": device.device_kind, "memory_available_bytes": _available_bytes()}
+    return H.environment(("optax",), memory_available_bytes=_available_bytes())
 
 
 # ----------------------------------------------------------------------------- measurement
 
 
 def compile_info(fn: Callable[..., Any], specs: tuple[Any, ...]) -> dict[str, Any]:
-    """Compile-only: XLA's temp memory and the compile time of ``jax.jit(fn)`` at ``specs``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*specs).compile()
-    seconds = time.perf_counter() - t0
-    try:
-        analysis = compiled.memory_analysis()
-    except Exception:  # some backends do not implement it
-        analysis = None
-    temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
-    return {"temp_bytes": None if temp is None else int(temp), "compile_s": seconds}
+    """Compile-only (:func:`bench._harness.compile_info`): temp memory and compile time."""
+    return H.compile_info(fn, specs, keep=False)
 
 
 def measure(calls: dict[str, Callable[[], Any]], *, warmup: int, min_rounds: int,
             max_rounds: int, budget_s: float, seed: int) -> dict[str, dict[str, float]]:
-    """Median (and min) wall time in ms per call, interleaved in shuffled rounds."""
-    for fn in calls.values():
-        for _ in range(warmup):
-            jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    rng = random.Random(seed)
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - start < budget_s):
-        order = list(calls)
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            jax.block_until_ready(calls[name]())
-            times[name].append((time.perf_counter() - t0) * 1e3)
-        rounds += 1
-    return {name: {"median": statistics.median(ts), "min": min(ts), "repeats": len(ts)}
-            for name, ts in times.items()}
+    """Median (and min) wall time in ms per call (:func:`bench._harness.measure`)."""
+    return H.measure(calls, warmup=warmup, rounds=max_rounds, min_rounds=min_rounds,
+                     budget_s=budget_s, seed=seed)
 
 
 # ----------------------------------------------------------------------------- NT-Xent
@@ -413,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     report = {
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": H.now(),
         "quick": args.quick,
         "total_seconds": time.perf_counter() - started,
         "environment": _environment(),
@@ -432,11 +391,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ntxent": ntxent,
         "arcface": arcface,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"metric-{jax.default_backend()}{'-quick' if args.quick else ''}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = H.stem("metric", quick=args.quick)
     table = markdown(report)
-    (args.out / f"{stem}.md").write_text(table)
+    H.write_results(args.out, stem, report, table)
     print(table)
     print(f"wrote {args.out / stem}.json and .md ({report['total_seconds']:.0f} s)")
     return report

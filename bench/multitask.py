@@ -4,6 +4,7 @@ Usage::
 
     python -m bench.multitask            # full run, writes bench/results/multitask-cpu.{json,md}
     python -m bench.multitask --quick    # small sizes, few rounds (a smoke run, not a measurement)
+    python -m bench --suite multitask --quick   # the same, through the one entry point
     python -m bench.multitask --out /tmp/bench
 
 Model: an MLP trunk (``--layers`` dense+ReLU layers of width ``--hidden`` on
@@ -32,11 +33,6 @@ t_jacobian``, the time the aggregation adds on top of computing the Jacobian
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
-import random
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.run import cpu_count, package_version
+from bench import _harness as H
 from jaxloss import aggregate
 
 try:
@@ -69,13 +65,7 @@ TARGET_AGGREGATION = 0.20
 
 
 def _environment() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": cpu_count(),
-            "jax": jax.__version__, "jaxlib": package_version("jaxlib"),
-            "optax": package_version("optax"),
-            "numpy": np.__version__, "jax_backend": jax.default_backend(),
-            "jax_device_kind": device.device_kind}
+    return H.environment(("optax",))
 
 
 # ----------------------------------------------------------------------------- model
@@ -170,23 +160,8 @@ def _steps(params: dict, batch: tuple, tasks: int) -> tuple[dict[str, Callable[[
 
 def _measure(calls: dict[str, Callable[[], Any]], *, warmup: int, min_rounds: int,
              max_rounds: int, budget_s: float, seed: int) -> dict[str, dict[str, float]]:
-    for fn in calls.values():
-        for _ in range(warmup):
-            jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    rng = random.Random(seed)
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - start < budget_s):
-        order = list(calls)
-        rng.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            jax.block_until_ready(calls[name]())
-            times[name].append(time.perf_counter() - t0)
-        rounds += 1
-    return {name: {"median": statistics.median(ts) * 1e3, "min": min(ts) * 1e3,
-                   "repeats": len(ts)} for name, ts in times.items()}
+    return H.measure(calls, warmup=warmup, rounds=max_rounds, min_rounds=min_rounds,
+                     budget_s=budget_s, seed=seed)
 
 
 # ----------------------------------------------------------------------------- report
@@ -279,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                          for n, t in timings.items()), flush=True)
     report = {
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": H.now(),
         "quick": quick,
         "total_seconds": time.perf_counter() - started,
         "environment": _environment(),
@@ -291,10 +266,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "todo": todo,
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"multitask-{jax.default_backend()}{'-quick' if quick else ''}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(_markdown(report))
+    stem = H.stem("multitask", quick=quick)
+    H.write_results(args.out, stem, report, _markdown(report))
     print(f"wrote {args.out / stem}.json and .md")
     return report
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bench                      # full suite, results in bench/results/
+    python -m bench                      # this suite ("losses"), results in bench/results/
     python -m bench --quick              # small sizes, few repeats (a smoke run)
     python -m bench --family regression  # or classification; comma-separated lists work
     python -m bench --case bce,focal --out /tmp/bench
@@ -27,13 +27,6 @@ with the same name to ``--out``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import hashlib
-import json
-import os
-import platform
-import re
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -47,13 +40,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import _harness as H
 from bench import cases as cases_module
+from bench._harness import DEFAULT_OUT, MODES, cpu_count, package_version  # noqa: F401
 from bench.cases import Case, Size
 
 SCHEMA_VERSION = 1
 IMPLEMENTATIONS = ("floor", "jaxloss", "optax", "torch")
-MODES = ("forward", "value_and_grad")
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent / "README.md"
 README_START = "<!-- bench-results:start -->"
 README_END = "<!-- bench-results:end -->"
@@ -86,41 +79,9 @@ def floor_value_and_grad(predictions: jax.Array, *others: jax.Array) -> tuple[ja
 # ----------------------------------------------------------------------------- environment
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def package_version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:
-        return None
-
-
 def environment(torch_threads: int | None) -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": cpu_count(),
-        "jax": jax.__version__,
-        "jaxlib": package_version("jaxlib"),
-        "optax": package_version("optax"),
-        "torch": package_version("torch"),
-        "kornia": package_version("kornia"),
-        "numpy": np.__version__,
-        "jax_backend": jax.default_backend(),
-        "jax_device_kind": device.device_kind,
-        "jax_device_count": jax.device_count(),
-        "torch_device": "cpu",
-        "torch_num_threads": torch_threads,
-    }
+    return H.environment(("optax", "torch", "kornia"), torch_device="cpu",
+                         torch_num_threads=torch_threads)
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -139,85 +100,20 @@ def measure(
     budget_s: float,
     rng: np.random.Generator,
 ) -> dict[str, dict[str, float | int]]:
-    """Median (and min) wall time in ms of each callable, interleaved in shuffled rounds.
-
-    Each callable must block until its result is ready. Rounds stop after
-    ``repeats``, or after ``min_repeats`` once ``budget_s`` seconds have passed.
-    """
-    for fn in callables.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in callables}
-    names = list(callables)
-    start = time.perf_counter()
-    for round_index in range(repeats):
-        for i in rng.permutation(len(names)):
-            name = names[i]
-            t0 = time.perf_counter()
-            callables[name]()
-            samples[name].append((time.perf_counter() - t0) * 1e3)
-        if round_index + 1 >= min_repeats and time.perf_counter() - start > budget_s:
-            break
-    return {
-        name: {"median": statistics.median(s), "min": min(s), "repeats": len(s)}
-        for name, s in samples.items()
-    }
+    """:func:`bench._harness.measure` with this suite's names (callables block themselves)."""
+    return H.measure(callables, warmup=warmup, rounds=repeats, min_rounds=min_repeats,
+                     budget_s=budget_s, rng=rng, block=False)
 
 
 def compile_info(fn: Callable[..., Any], args: Sequence[Any], hlo_path: Path | None,
                  ) -> dict[str, Any]:
-    """Compile time and XLA's compiled memory analysis of ``jax.jit(fn)`` at ``args``."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    seconds = time.perf_counter() - t0
-    text = compiled.as_text() or ""
-    info: dict[str, Any] = {"compile_s": seconds, "temp_bytes": None, "output_bytes": None,
-                            "hlo_fingerprint": hlo_fingerprint(text) if text else None}
-    try:
-        analysis = compiled.memory_analysis()
-    except Exception:  # some backends do not implement it
-        analysis = None
-    if analysis is not None:
-        info["temp_bytes"] = _int_or_none(getattr(analysis, "temp_size_in_bytes", None))
-        info["output_bytes"] = _int_or_none(getattr(analysis, "output_size_in_bytes", None))
-    if hlo_path is not None:
-        hlo_path.parent.mkdir(parents=True, exist_ok=True)
-        hlo_path.write_text(text)
-    return info
+    """Compile time, XLA's memory analysis and the HLO fingerprint of ``jax.jit(fn)``."""
+    return H.compile_info(fn, args, hlo_path=hlo_path, fingerprint=True, keep=False)
 
 
-_HLO_METADATA = re.compile(r",?\s*metadata=\{[^}]*\}")
-_HLO_NAME = re.compile(r"%[\w.\-]+")
-_HLO_PARAMETER = re.compile(r"[\w.\-]+: ")
-
-
-def hlo_fingerprint(text: str) -> str:
-    """A hash of an optimized HLO module's computations, blind to names and metadata.
-
-    Two functions with the same fingerprint compiled to the same program: their
-    timing ratio is measurement noise by construction.
-    """
-    lines = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not (line.startswith(("%", "ROOT", "ENTRY")) or line == "}"):
-            continue
-        line = _HLO_METADATA.sub("", line)
-        lines.append(_HLO_PARAMETER.sub(": ", _HLO_NAME.sub("%", line)))
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-
-
-def _int_or_none(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _rel_diff(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(b), 1e-30)
-
-
-def _grad_diff(a: np.ndarray, b: np.ndarray) -> float:
-    scale = float(np.max(np.abs(b))) if b.size else 0.0
-    return float(np.max(np.abs(a - b))) / max(scale, 1e-30) if b.size else 0.0
+hlo_fingerprint = H.hlo_fingerprint
+_rel_diff = H.rel_diff
+_grad_diff = H.grad_diff
 
 
 def _to_torch(array: np.ndarray) -> Any:
@@ -396,25 +292,7 @@ def acceptance(record: dict[str, Any], tolerance: float) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-
-
-def _x(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}×"
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{value} B"
+_ms, _x, _bytes = H.fmt_ms, H.fmt_x, H.fmt_bytes
 
 
 def _same(same: dict[str, bool]) -> str:
@@ -600,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": H.now(),
         "quick": args.quick,
         "filters": {"family": args.family, "case": args.case},
         "environment": environment(torch_threads),
@@ -641,10 +519,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stem += "-quick"
     if args.family or args.case:
         stem += "-partial"
-    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    json_path.write_text(json.dumps(_finite(result), indent=2, allow_nan=False) + "\n")
     table = markdown(result)
-    md_path.write_text(table)
+    json_path, md_path = H.write_results(out, stem, result, table)
     print(table)
     print(f"wrote {json_path} and {md_path} ({result['total_seconds']:.0f} s)", file=sys.stderr)
     if args.update_readme:
@@ -655,15 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+_finite = H.finite
 
 
 def _summary_line(record: dict[str, Any], seconds: float) -> str:
