@@ -38,6 +38,9 @@ class ClassInputs:
       is_index: whether ``targets`` are class indices.
       num_classes: ``C``.
       dtype: the result dtype (the input's dtype).
+      bad: under ``jit``, the positions ``[...]`` whose label is out of range
+        (None for eager calls, which raise instead, and probability targets).
+      scores_poisoned: whether ``scores`` are already NaN at ``bad``.
     """
 
     scores: Array
@@ -45,6 +48,15 @@ class ClassInputs:
     is_index: bool
     num_classes: int
     dtype: jnp.dtype
+    bad: Array | None = None
+    scores_poisoned: bool = True
+
+    def poison(self, values: Array) -> Array:
+        """Per-position ``values`` made NaN at out-of-range labels (for losses that asked
+        ``prepare_class_inputs(poison_scores=False)`` to keep their fused fast path)."""
+        if self.bad is None or self.scores_poisoned:
+            return values
+        return poison(values, self.bad)
 
     @property
     def position_shape(self) -> tuple[int, ...]:
@@ -80,6 +92,7 @@ def prepare_class_inputs(
     targets_name: str = "targets",
     ignore_index: int | None = None,
     min_classes: int = 1,
+    poison_scores: bool = True,
 ) -> ClassInputs:
     """Validates logits and targets of a class-based loss and moves the class axis last.
 
@@ -87,7 +100,10 @@ def prepare_class_inputs(
     or broadcastable to it). Masked positions are sanitised (double-``where``)
     so that a NaN there reaches neither value nor gradient. Integer labels out
     of ``[0, C)`` (other than ``ignore_index``) raise eagerly and give NaN
-    scores at their positions under ``jit``.
+    scores at their positions under ``jit``. A loss whose kernel is a fused
+    pass over the scores (cross-entropy: a select on the whole ``[..., C]``
+    array costs it half its speed) passes ``poison_scores=False`` and applies
+    ``ClassInputs.poison`` to its per-position values instead.
     """
     logits = _checks.float_input(logits, logits_name)
     _checks.check_rank(logits, logits_name, min_rank=1)
@@ -117,9 +133,12 @@ def prepare_class_inputs(
             targets = jnp.where(positions, targets, jnp.zeros_like(targets))
         else:
             (targets,) = _reduce.mask_inputs(positions[..., None], targets)
+    bad = None
     if is_index and _checks.is_traced(targets):
-        scores = poison(scores, out_of_range(targets, num_classes, ignore_index=ignore_index))
-    return ClassInputs(scores, targets, is_index, num_classes, dtype)
+        bad = out_of_range(targets, num_classes, ignore_index=ignore_index)
+        if poison_scores:
+            scores = poison(scores, bad)
+    return ClassInputs(scores, targets, is_index, num_classes, dtype, bad, poison_scores)
 
 
 def label_one_hot(labels: Array, num_classes: int, dtype: jnp.dtype, *,

@@ -269,7 +269,7 @@ def cross_entropy_loss(
     _checks.check_reduction(reduction)
     ignore_index = _check_ignore_index(ignore_index)
     inputs = prepare_class_inputs(logits, targets, axis=axis, where=where,
-                                  ignore_index=ignore_index)
+                                  ignore_index=ignore_index, poison_scores=False)
     compute = inputs.scores.dtype
     num_classes = inputs.num_classes
     _checks.check_range(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -312,6 +312,7 @@ def cross_entropy_loss(
         if w is not None:
             terms = terms * _broadcast_class_axis(w, terms.shape)
         values = -jnp.sum(terms, axis=-1)
+    values = inputs.poison(values)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                normalizer=normalizer, dtype=inputs.dtype)
 
@@ -399,7 +400,7 @@ def focal_loss(
       (class axis at dim 1) equals ``reduction="sum"`` here.
     """
     _checks.check_reduction(reduction)
-    inputs = prepare_class_inputs(logits, targets, axis=axis, where=where)
+    inputs = prepare_class_inputs(logits, targets, axis=axis, where=where, poison_scores=False)
     compute = inputs.scores.dtype
     _checks.check_range(gamma, "gamma", low=0.0)
     g = _checks.hyperparameter(gamma, "gamma", compute)
@@ -419,6 +420,7 @@ def focal_loss(
         if a is not None:
             terms = terms * _broadcast_class_axis(a, terms.shape)
         values = -jnp.sum(terms, axis=-1)
+    values = inputs.poison(values)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=inputs.dtype)
 
@@ -554,7 +556,7 @@ def poly1_cross_entropy_loss(
       epsilon=epsilon)`` with one-hot ``labels``.
     """
     _checks.check_reduction(reduction)
-    inputs = prepare_class_inputs(logits, targets, axis=axis, where=where)
+    inputs = prepare_class_inputs(logits, targets, axis=axis, where=where, poison_scores=False)
     compute = inputs.scores.dtype
     eps = _checks.hyperparameter(epsilon, "epsilon", compute)
     log_p = log_probabilities(inputs.scores, from_logits=from_logits)   # [..., C]
@@ -566,5 +568,6 @@ def poly1_cross_entropy_loss(
         cross_entropy = -jnp.sum(x_times(t, log_p), axis=-1)
         one_minus_pt = -jnp.sum(t * jnp.expm1(log_p), axis=-1)
         values = cross_entropy + eps * one_minus_pt
+    values = inputs.poison(values)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=inputs.dtype)
