@@ -59,6 +59,16 @@ def test_public_names_have_examples_references_and_keyword_only_options(name):
             assert p.annotation is not inspect.Parameter.empty, (name, p.name)
 
 
+def test_every_public_strategy_is_in_the_shared_tests():
+    # driven by the package's __all__: a new strategy fails here until _all_strategies (and
+    # with it the jit/scan/half-precision and Flax training tests) includes it
+    factories = {n for n in weighting.__all__ if inspect.isfunction(getattr(weighting, n))}
+    covered = {s.update.__qualname__.split(".")[0] for s in _all_strategies().values()}
+    assert factories == covered
+    types = {n for n in weighting.__all__ if inspect.isclass(getattr(weighting, n))}
+    assert types == set(weighting.__all__) - factories
+
+
 # ---------------------------------------------------------------------------- static
 
 
