@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -499,7 +500,7 @@ def test_every_strategy_scans_under_jit_with_half_precision_losses():
             state, history)
         assert totals.dtype == jnp.float32 and weights.shape == (5, 2), name
         assert np.all(np.isfinite(totals)) and np.all(np.isfinite(weights)), name
-        assert jax.tree_util.tree_structure(final) == jax.tree_util.tree_structure(state), name
+        chex.assert_trees_all_equal_structs(final, state)
 
 
 @pytest.mark.parametrize("name", sorted(_all_strategies()))
