@@ -35,7 +35,7 @@ from jaxloss import _reduce
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_LOSSES: dict[str, Callable[..., Array]] = {}
+_LOSSES: dict[str, Callable[..., Any]] = {}
 _FAMILIES: dict[str, str] = {}
 _BUILTIN: set[str] = set()
 _KEYWORD_CHECKS: dict[str, _KeywordCheck] = {}
