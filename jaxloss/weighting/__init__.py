@@ -83,7 +83,7 @@ step works for every strategy, :func:`gradnorm` also taking ``shared_grads=``):
 With Flax NNX, split the model (``graphdef, model_params = nnx.split(model)``)
 and merge it inside the objective, as above; or hold ``params`` in the model
 as an ``nnx.Param`` and pass ``model.task_log_vars.value`` to ``update``
-(``tests/test_weighting.py`` does both).
+(``tests/weighting/test_fixed.py`` and ``test_strategies.py`` do both).
 
 References:
   See each strategy. LibMTL (``LibMTL.weighting``) implements the same
