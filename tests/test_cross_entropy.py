@@ -210,8 +210,8 @@ def test_out_of_range_labels_eager_raise_jit_nan():
     for fn in SOFTMAX_LOSSES:
         with pytest.raises(ValueError, match="targets"):
             fn(logits, bad)
-    # The contract changed in round two (never a plausible wrong number): under jit the labels cannot be
-    # checked, and the position of the bad label is NaN instead of a clipped label's loss.
+    # The contract changed in round two (never a plausible wrong number): under jit the
+    # labels cannot be checked, and the bad label's position is NaN, not a clipped loss.
     jitted = jax.jit(lambda y: jaxloss.cross_entropy_loss(logits, y, reduction="none"))(bad)
     clipped = jaxloss.cross_entropy_loss(logits, jnp.array([0, 3, 1], jnp.int32),
                                          reduction="none")

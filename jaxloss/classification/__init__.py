@@ -9,9 +9,40 @@ reduced). Half-precision inputs are computed in float32 and returned in their
 dtype.
 """
 
-from jaxloss.classification import cross_entropy, ctc, robust
-from jaxloss.classification.cross_entropy import *  # noqa: F403
-from jaxloss.classification.ctc import *  # noqa: F403
-from jaxloss.classification.robust import *  # noqa: F403
+from jaxloss.classification.cross_entropy import (
+    binary_cross_entropy_loss as binary_cross_entropy_loss,
+)
+from jaxloss.classification.cross_entropy import cross_entropy_loss as cross_entropy_loss
+from jaxloss.classification.cross_entropy import focal_loss as focal_loss
+from jaxloss.classification.cross_entropy import (
+    poly1_cross_entropy_loss as poly1_cross_entropy_loss,
+)
+from jaxloss.classification.cross_entropy import sigmoid_focal_loss as sigmoid_focal_loss
+from jaxloss.classification.ctc import ctc_loss as ctc_loss
+from jaxloss.classification.robust import (
+    generalized_cross_entropy_loss as generalized_cross_entropy_loss,
+)
+from jaxloss.classification.robust import hinge_loss as hinge_loss
+from jaxloss.classification.robust import js_divergence_loss as js_divergence_loss
+from jaxloss.classification.robust import kl_divergence_loss as kl_divergence_loss
+from jaxloss.classification.robust import multiclass_hinge_loss as multiclass_hinge_loss
+from jaxloss.classification.robust import squared_hinge_loss as squared_hinge_loss
+from jaxloss.classification.robust import (
+    symmetric_cross_entropy_loss as symmetric_cross_entropy_loss,
+)
 
-__all__: list[str] = [*cross_entropy.__all__, *robust.__all__, *ctc.__all__]
+__all__ = [
+    "binary_cross_entropy_loss",
+    "cross_entropy_loss",
+    "ctc_loss",
+    "focal_loss",
+    "generalized_cross_entropy_loss",
+    "hinge_loss",
+    "js_divergence_loss",
+    "kl_divergence_loss",
+    "multiclass_hinge_loss",
+    "poly1_cross_entropy_loss",
+    "sigmoid_focal_loss",
+    "squared_hinge_loss",
+    "symmetric_cross_entropy_loss",
+]

@@ -42,7 +42,7 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without Flax
     raise ImportError(
             "jaxloss.image.vgg (VGG16Features, vgg16_features) needs Flax: "
-            "pip install 'jaxloss[examples]' or pip install flax."
+            "pip install 'jaxloss[flax]' (or pip install flax)."
     ) from error
 
 __all__ = [

@@ -1,98 +1,8 @@
-r"""Loss-level multi-task weighting: turn a vector of task losses into one scalar.
-
-A multi-task model produces ``K`` scalar task losses per step, stacked into a
-float vector ``losses`` of shape ``(K,)``. A *weighting* decides how they are
-combined into the one scalar the model is trained on. Each strategy here is an
-optax-like pair of pure functions, bundled in a :class:`LossWeighting`:
-
-.. code-block:: python
-
-    weighting = jaxloss.weighting.uncertainty()
-    wparams, wstate = weighting.init(num_tasks)                   # both pytrees
-    total, weights, wstate = weighting.update(losses, wparams, wstate, **extra)
-
-Conventions, shared by every strategy:
-
-* ``init(num_tasks) -> (params, state)``. ``params`` holds what the *model's
-  optimizer* learns jointly with the model (only :func:`uncertainty` has any:
-  the log-variances; every other strategy returns the empty tuple ``()``).
-  ``state`` holds everything the strategy updates by its own rule: loss
-  histories (:func:`dwa`), GradNorm's weights and initial losses, a PRNG key
-  (:func:`random_weighting`), FAMO's task logits. Both are pytrees of arrays,
-  so they go through ``jax.jit`` and ``lax.scan`` and can be checkpointed.
-* ``update(losses, params, state, **extra) -> (total, weights, new_state)``.
-  ``total`` is the float32 scalar to differentiate, with respect to the model
-  parameters *and* ``params`` (differentiate ``(model_params, params)``
-  jointly, as in the example below). ``weights`` (float32, ``(K,)``) are
-  ``d total / d losses``, the factors the task gradients get in the model's
-  gradient: ``grad(total) == sum_k weights[k] * grad(losses[k])``.
-  ``weights`` carry no gradient; use them for logging. ``new_state`` replaces
-  ``state``. Keyword arguments a strategy does not use are ignored, so generic
-  code may pass the same ones to every strategy (only :func:`gradnorm` needs
-  one: ``shared_grads``).
-* Everything is traced: no Python control flow on values, the first steps of
-  a history are handled with ``jnp.where`` on a step counter held in the
-  state. Losses of any floating dtype are computed in float32; ``total`` and
-  ``weights`` are float32. ``losses`` must have the static shape ``(K,)`` that
-  ``init`` was given.
-* No gradient flows into a strategy's own state: DWA's history, GradNorm's
-  weights and FAMO's ``c_t`` and logits are constants of the model step
-  (``stop_gradient``), as in the papers. The losses receive gradients only
-  through ``total`` (for :func:`geometric_mean` and :func:`uncertainty` the
-  total is itself a function of the losses and, for the latter, ``params``).
-
-:func:`famo` returns a :class:`FamoWeighting`, which has a third function,
-``update_logits(losses_after, state)``, for the paper's exact schedule
-(logits updated from the losses re-evaluated after the model step on the same
-batch); without it FAMO updates its logits at the next ``update`` from the
-next batch's losses, which costs no extra forward pass.
-
-Gradient-level alternatives (PCGrad, MGDA, ...) are optax transformations in
-``jaxloss.aggregate``. None of these functions is a loss: they are not in the
-loss registry.
-
-Example (a two-task linear model trained with uncertainty weighting; the same
-step works for every strategy, :func:`gradnorm` also taking ``shared_grads=``):
-
-  >>> import jax, jax.numpy as jnp, optax
-  >>> import jaxloss.weighting as weighting
-  >>> x = jnp.linspace(-1.0, 1.0, 16).reshape(8, 2)
-  >>> y = {"a": x @ jnp.array([1.0, -1.0]), "b": x @ jnp.array([2.0, 0.5])}
-  >>> def task_losses(model, x):
-  ...     return jnp.stack([jnp.mean((x @ model["a"] - y["a"]) ** 2),
-  ...                       jnp.mean((x @ model["b"] - y["b"]) ** 2)])
-  >>> strategy = weighting.uncertainty()
-  >>> wparams, wstate = strategy.init(2)
-  >>> params = {"model": {"a": jnp.zeros(2), "b": jnp.zeros(2)}, "weighting": wparams}
-  >>> optimizer = optax.rmsprop(0.05)  # trains the model and the log-variances
-  >>> opt_state = optimizer.init(params)
-  >>> @jax.jit
-  ... def train_step(params, opt_state, wstate):
-  ...     def objective(params):
-  ...         losses = task_losses(params["model"], x)
-  ...         total, weights, new_wstate = strategy.update(losses, params["weighting"], wstate)
-  ...         return total, (losses, new_wstate)
-  ...     (total, (losses, wstate)), grads = jax.value_and_grad(objective, has_aux=True)(params)
-  ...     updates, opt_state = optimizer.update(grads, opt_state, params)
-  ...     return optax.apply_updates(params, updates), opt_state, wstate, losses
-  >>> for _ in range(100):
-  ...     params, opt_state, wstate, losses = train_step(params, opt_state, wstate)
-  >>> bool(jnp.all(losses < 1e-2)), bool(jnp.all(params["weighting"] < -3.0))  # s_k -> log L_k
-  (True, True)
-
-With Flax NNX, split the model (``graphdef, model_params = nnx.split(model)``)
-and merge it inside the objective, as above; or hold ``params`` in the model
-as an ``nnx.Param`` and pass ``model.task_log_vars.value`` to ``update``
-(``tests/test_weighting.py`` does both).
-
-References:
-  See each strategy. LibMTL (``LibMTL.weighting``) implements the same
-  strategies for PyTorch as loss-weighting classes.
-"""
+"""Weightings that adapt from the losses' history: DWA, GradNorm, random weighting, FAMO."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -102,84 +12,27 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss._numerics import safe_div, safe_sqrt
+from jaxloss.weighting._common import (
+    F32,
+    InitFn,
+    UpdateFn,
+    float_hyperparameter,
+    num_tasks_of,
+    task_losses,
+)
+from jaxloss.weighting.base import LossWeighting
 
 __all__ = [
     "DWAState",
-    "EmptyState",
     "FamoState",
     "FamoWeighting",
     "GradNormState",
-    "LossWeighting",
     "RandomWeightingState",
     "dwa",
     "famo",
-    "geometric_mean",
     "gradnorm",
     "random_weighting",
-    "static",
-    "uncertainty",
 ]
-
-_F32 = jnp.float32
-
-InitFn = Callable[[int], tuple[Any, Any]]
-UpdateFn = Callable[..., tuple[Array, Array, Any]]
-
-
-class LossWeighting(NamedTuple):
-    """A multi-task loss weighting: ``init(num_tasks) -> (params, state)`` and
-    ``update(losses, params, state, **extra) -> (total, weights, new_state)``.
-
-    See the module docstring for the contract. A custom strategy is two
-    functions following it.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from jaxloss.weighting import EmptyState, LossWeighting
-      >>> def update(losses, params, state, **extra):  # the largest loss only
-      ...     weights = (losses == jnp.max(losses)).astype(losses.dtype)
-      ...     return jnp.sum(weights * losses), weights, state
-      >>> worst = LossWeighting(lambda k: ((), EmptyState()), update)
-      >>> float(worst.update(jnp.array([1.0, 3.0]), *worst.init(2))[0])
-      3.0
-
-    References:
-      optax's ``GradientTransformation`` (``init``/``update`` pair), which
-      this mirrors for loss vectors.
-    """
-
-    init: InitFn
-    update: UpdateFn
-
-
-class FamoWeighting(NamedTuple):
-    """FAMO's :class:`LossWeighting`, plus ``update_logits(losses_after, state) -> state``.
-
-    Example:
-      >>> import jaxloss.weighting as weighting
-      >>> sorted(weighting.famo()._fields)
-      ['init', 'update', 'update_logits']
-
-    References:
-      See :func:`famo`.
-    """
-
-    init: InitFn
-    update: UpdateFn
-    update_logits: Callable[[ArrayLike, Any], Any]
-
-
-class EmptyState(NamedTuple):
-    """The state of a strategy that keeps none.
-
-    Example:
-      >>> import jaxloss.weighting as weighting
-      >>> weighting.geometric_mean().init(3)
-      ((), EmptyState())
-
-    References:
-      optax's ``EmptyState``.
-    """
 
 
 class DWAState(NamedTuple):
@@ -249,150 +102,21 @@ class FamoState(NamedTuple):
     pending: Array  # bool: previous_losses not yet used for a logit step
 
 
-def _num_tasks(num_tasks: Any) -> int:
-    return _checks.static_int(num_tasks, "num_tasks", low=1)
-
-
-def _task_losses(losses: ArrayLike, num_tasks: int | None) -> Array:
-    """``losses`` as a float32 ``(K,)`` vector, checked against ``num_tasks``."""
-    losses = _checks.float_input(losses, "losses")
-    if losses.ndim != 1 or (num_tasks is not None and losses.shape[0] != num_tasks):
-        expected = "(K,)" if num_tasks is None else f"({num_tasks},)"
-        raise ValueError(
-            f"losses must be a vector of task losses of shape {expected}; got shape "
-            f"{losses.shape}. Stack the scalar task losses with jnp.stack([...])"
-            + ("." if num_tasks is None else " in the order init was given.")
-        )
-    return losses.astype(_F32)
-
-
-def _float_hyperparameter(value: ArrayLike, name: str, *, low: float | None = None,
-                          low_inclusive: bool = True) -> Array:
-    _checks.check_range(value, name, low=low, low_inclusive=low_inclusive)
-    return _checks.hyperparameter(value, name, _F32)
-
-
-def static(weights: ArrayLike | Sequence[float]) -> LossWeighting:
-    r"""Fixed task weights: the weighted sum of the task losses.
-
-    .. math:: \text{total} = \sum_k w_k L_k
-
-    Args:
-      weights: float ``(K,)``, non-negative (a Python sequence or an array; a
-        traced array works, e.g. a schedule evaluated inside ``jit``).
-
-    Returns:
-      A :class:`LossWeighting` with ``params = ()`` and an :class:`EmptyState`;
-      ``update`` returns ``weights`` as the weights.
-
-    Raises:
-      ValueError: ``weights`` is not a non-empty vector, is negative, or its
-        length differs from ``num_tasks`` / the number of losses.
+class FamoWeighting(NamedTuple):
+    """FAMO's :class:`LossWeighting`, plus ``update_logits(losses_after, state) -> state``.
 
     Example:
-      >>> import jax.numpy as jnp
       >>> import jaxloss.weighting as weighting
-      >>> w = weighting.static([1.0, 0.5])
-      >>> params, state = w.init(2)
-      >>> total, weights, state = w.update(jnp.array([2.0, 4.0]), params, state)
-      >>> float(total)  # 1 * 2 + 0.5 * 4
-      4.0
+      >>> sorted(weighting.famo()._fields)
+      ['init', 'update', 'update_logits']
 
     References:
-      The linear-scalarisation baseline of every multi-task paper; LibMTL
-      ``EW`` (equal weights, all ones).
+      See :func:`famo`.
     """
-    _checks.check_range(weights, "weights", low=0.0)
-    weights = _checks.hyperparameter(weights, "weights", _F32, scalar=False)
-    if weights.ndim != 1 or weights.shape[0] == 0:
-        raise ValueError(f"weights must be a non-empty vector (K,); got shape {weights.shape}.")
-    num = weights.shape[0]
 
-    def init(num_tasks: int) -> tuple[tuple[()], EmptyState]:
-        if _num_tasks(num_tasks) != num:
-            raise ValueError(f"static weighting has {num} weights but num_tasks={num_tasks}.")
-        return (), EmptyState()
-
-    def update(losses: ArrayLike, params: Any, state: EmptyState,
-               **extra: Any) -> tuple[Array, Array, EmptyState]:
-        del params, extra
-        losses = _task_losses(losses, num)
-        return jnp.sum(weights * losses), weights, state
-
-    return LossWeighting(init, update)
-
-
-def uncertainty(*, half: bool = False, init_log_variance: ArrayLike = 0.0) -> LossWeighting:
-    r"""Homoscedastic uncertainty weighting with learnable log-variances.
-
-    With :math:`s_k = \log \sigma_k^2` learned jointly with the model:
-
-    .. math:: \text{total} = \sum_k e^{-s_k} L_k + s_k \quad (\text{default}),
-       \qquad \text{total} = \sum_k \tfrac12 e^{-s_k} L_k + \tfrac12 s_k
-       \quad (\text{half=True})
-
-    ``half=True`` is the Gaussian-likelihood form of Kendall et al. (their
-    regression case, :math:`\frac{1}{2\sigma^2} L + \log\sigma`) and LibMTL's
-    ``UW``; the default is the form most re-implementations use. Both have the
-    same optimum :math:`s_k = \log L_k` and differ only by the factor 1/2. The
-    gradients are :math:`\partial/\partial s_k = 1 - e^{-s_k} L_k` (times 1/2)
-    and :math:`\partial/\partial L_k = e^{-s_k}` (times 1/2).
-
-    Args:
-      half: use the 1/2 form.
-      init_log_variance: initial :math:`s_k` (scalar or ``(K,)``); 0 gives
-        weights 1.
-
-    Returns:
-      A :class:`LossWeighting` whose ``params`` are the float32 ``(K,)``
-      log-variances (train them with the model's optimizer: differentiate
-      ``total`` with respect to them) and whose state is an
-      :class:`EmptyState`. ``weights`` are :math:`e^{-s_k}` (or half that).
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> import jaxloss.weighting as weighting
-      >>> w = weighting.uncertainty()
-      >>> log_vars, state = w.init(2)
-      >>> losses = jnp.array([1.0, 3.0])
-      >>> grad = jax.grad(lambda s: w.update(losses, s, state)[0])(log_vars)
-      >>> grad.tolist()  # 1 - exp(0) * L
-      [0.0, -2.0]
-
-    References:
-      Kendall, Gal and Cipolla, `Multi-Task Learning Using Uncertainty to
-      Weigh Losses for Scene Geometry and Semantics
-      <https://arxiv.org/abs/1705.07115>`_, CVPR 2018. LibMTL
-      ``weighting.UW`` (the ``half=True`` form).
-    """
-    if not isinstance(half, bool):
-        raise TypeError(f"half must be a static bool; got {half!r}.")
-    _checks.check_range(init_log_variance, "init_log_variance")
-    scale = 0.5 if half else 1.0
-
-    def init(num_tasks: int) -> tuple[Array, EmptyState]:
-        num = _num_tasks(num_tasks)
-        start = _checks.hyperparameter(init_log_variance, "init_log_variance", _F32, scalar=False)
-        if start.ndim > 1 or (start.ndim == 1 and start.shape[0] != num):
-            raise ValueError(
-                f"init_log_variance must be a scalar or have shape ({num},); got {start.shape}."
-            )
-        return jnp.broadcast_to(start, (num,)), EmptyState()
-
-    def update(losses: ArrayLike, params: ArrayLike, state: EmptyState,
-               **extra: Any) -> tuple[Array, Array, EmptyState]:
-        del extra
-        log_vars = _checks.float_input(params, "params (the log-variances)").astype(_F32)
-        losses = _task_losses(losses, None)
-        if log_vars.shape != losses.shape:
-            raise ValueError(
-                f"params (the log-variances) must have shape {losses.shape}; got {log_vars.shape}."
-            )
-        precision = scale * jnp.exp(-log_vars)
-        total = jnp.sum(precision * losses + scale * log_vars)
-        return total, jax.lax.stop_gradient(precision), state
-
-    return LossWeighting(init, update)
+    init: InitFn
+    update: UpdateFn
+    update_logits: Callable[[ArrayLike, Any], Any]
 
 
 def dwa(*, temperature: ArrayLike = 2.0, period: int = 1) -> LossWeighting:
@@ -433,14 +157,14 @@ def dwa(*, temperature: ArrayLike = 2.0, period: int = 1) -> LossWeighting:
       <https://arxiv.org/abs/1803.10704>`_, CVPR 2019, eq. 7. LibMTL
       ``weighting.DWA`` (per epoch, ``T=2``).
     """
-    temperature = _float_hyperparameter(temperature, "temperature", low=0.0,
+    temperature = float_hyperparameter(temperature, "temperature", low=0.0,
                                         low_inclusive=False)
     period = _checks.static_int(period, "period", low=1)
 
     def init(num_tasks: int) -> tuple[tuple[()], DWAState]:
-        num = _num_tasks(num_tasks)
-        return (), DWAState(previous=jnp.ones((2, num), _F32),
-                            accumulated=jnp.zeros((num,), _F32),
+        num = num_tasks_of(num_tasks)
+        return (), DWAState(previous=jnp.ones((2, num), F32),
+                            accumulated=jnp.zeros((num,), F32),
                             in_period=jnp.zeros((), jnp.int32),
                             periods=jnp.zeros((), jnp.int32))
 
@@ -448,7 +172,7 @@ def dwa(*, temperature: ArrayLike = 2.0, period: int = 1) -> LossWeighting:
                **extra: Any) -> tuple[Array, Array, DWAState]:
         del params, extra
         num = state.previous.shape[-1]
-        losses = _task_losses(losses, num)
+        losses = task_losses(losses, num)
         ratio = safe_div(state.previous[0], state.previous[1])
         adaptive = num * jax.nn.softmax(ratio / temperature)
         weights = jnp.where(state.periods >= 2, adaptive, jnp.ones_like(adaptive))
@@ -476,7 +200,7 @@ def _grad_norms(shared_grads: Any, num: int) -> Array:
     leaves = jax.tree_util.tree_leaves(shared_grads)
     if not leaves:
         raise ValueError("shared_grads has no arrays; pass the Jacobian of the task losses.")
-    squares = jnp.zeros((num,), _F32)
+    squares = jnp.zeros((num,), F32)
     for leaf in leaves:  # static loop over the parameter leaves of the shared subtree
         leaf = jnp.asarray(leaf)
         if leaf.ndim == 0 or leaf.shape[0] != num:
@@ -484,7 +208,7 @@ def _grad_norms(shared_grads: Any, num: int) -> Array:
                 f"every leaf of shared_grads needs a leading task axis of size {num}; got a "
                 f"leaf of shape {leaf.shape}. Use jax.jacrev(task_losses)(shared_params)."
             )
-        leaf = jax.lax.stop_gradient(leaf).astype(_F32).reshape(num, -1)
+        leaf = jax.lax.stop_gradient(leaf).astype(F32).reshape(num, -1)
         squares = squares + jnp.sum(leaf * leaf, axis=1)
     return safe_sqrt(squares)
 
@@ -549,13 +273,13 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
       parameterises the weights with a softmax and trains them with the model
       optimizer).
     """
-    alpha = _float_hyperparameter(alpha, "alpha", low=0.0)
-    lr = _float_hyperparameter(lr, "lr", low=0.0, low_inclusive=False)
+    alpha = float_hyperparameter(alpha, "alpha", low=0.0)
+    lr = float_hyperparameter(lr, "lr", low=0.0, low_inclusive=False)
 
     def init(num_tasks: int) -> tuple[tuple[()], GradNormState]:
-        num = _num_tasks(num_tasks)
-        return (), GradNormState(weights=jnp.ones((num,), _F32),
-                                 initial_losses=jnp.ones((num,), _F32),
+        num = num_tasks_of(num_tasks)
+        return (), GradNormState(weights=jnp.ones((num,), F32),
+                                 initial_losses=jnp.ones((num,), F32),
                                  count=jnp.zeros((), jnp.int32))
 
     def update(losses: ArrayLike, params: Any, state: GradNormState, *,
@@ -568,7 +292,7 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
                 "jax.jacrev(task_losses)(shared_params), leaves of shape (K, ...)."
             )
         num = state.weights.shape[0]
-        losses = _task_losses(losses, num)
+        losses = task_losses(losses, num)
         weights = state.weights
         total = jnp.sum(weights * losses)
 
@@ -627,15 +351,15 @@ def random_weighting(*, key: ArrayLike | int = 0) -> LossWeighting:
     start = jax.random.PRNGKey(key) if isinstance(key, int) else key
 
     def init(num_tasks: int) -> tuple[tuple[()], RandomWeightingState]:
-        _num_tasks(num_tasks)
+        num_tasks_of(num_tasks)
         return (), RandomWeightingState(key=start)
 
     def update(losses: ArrayLike, params: Any, state: RandomWeightingState,
                **extra: Any) -> tuple[Array, Array, RandomWeightingState]:
         del params, extra
-        losses = _task_losses(losses, None)
+        losses = task_losses(losses, None)
         key, sample = jax.random.split(state.key)
-        weights = jax.nn.softmax(jax.random.normal(sample, losses.shape, _F32))
+        weights = jax.nn.softmax(jax.random.normal(sample, losses.shape, F32))
         return jnp.sum(weights * losses), weights, RandomWeightingState(key=key)
 
     return LossWeighting(init, update)
@@ -707,11 +431,11 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
       official code ``Cranial-XIX/FAMO`` (``FAMO.get_weighted_loss``,
       ``FAMO.update``). LibMTL ``weighting.FAMO``.
     """
-    lr = _float_hyperparameter(lr, "lr", low=0.0, low_inclusive=False)
-    weight_decay = _float_hyperparameter(weight_decay, "weight_decay", low=0.0)
+    lr = float_hyperparameter(lr, "lr", low=0.0, low_inclusive=False)
+    weight_decay = float_hyperparameter(weight_decay, "weight_decay", low=0.0)
     _checks.check_range(min_losses, "min_losses")
-    floor = _checks.hyperparameter(min_losses, "min_losses", _F32, scalar=False)
-    eps = _float_hyperparameter(eps, "eps", low=0.0)
+    floor = _checks.hyperparameter(min_losses, "min_losses", F32, scalar=False)
+    eps = float_hyperparameter(eps, "eps", low=0.0)
 
     def shifted(losses: Array) -> Array:
         bound = jnp.broadcast_to(floor, losses.shape) if floor.ndim else floor
@@ -725,18 +449,18 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
         return logits - lr * (grad + weight_decay * logits)
 
     def init(num_tasks: int) -> tuple[tuple[()], FamoState]:
-        num = _num_tasks(num_tasks)
+        num = num_tasks_of(num_tasks)
         if floor.ndim > 1 or (floor.ndim == 1 and floor.shape[0] != num):
             raise ValueError(f"min_losses must be a scalar or have shape ({num},); got "
                              f"{floor.shape}.")
-        return (), FamoState(logits=jnp.zeros((num,), _F32),
-                             previous_losses=jnp.ones((num,), _F32),
+        return (), FamoState(logits=jnp.zeros((num,), F32),
+                             previous_losses=jnp.ones((num,), F32),
                              pending=jnp.zeros((), bool))
 
     def update(losses: ArrayLike, params: Any, state: FamoState,
                **extra: Any) -> tuple[Array, Array, FamoState]:
         del params, extra
-        losses = _task_losses(losses, state.logits.shape[0])
+        losses = task_losses(losses, state.logits.shape[0])
         observed = jax.lax.stop_gradient(losses)
         stepped = logit_step(state.logits, state.previous_losses, observed)
         logits = jnp.where(state.pending, stepped, state.logits)
@@ -750,67 +474,10 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
         return total, jax.lax.stop_gradient(weights), new_state
 
     def update_logits(losses_after: ArrayLike, state: FamoState) -> FamoState:
-        after = jax.lax.stop_gradient(_task_losses(losses_after, state.logits.shape[0]))
+        after = jax.lax.stop_gradient(task_losses(losses_after, state.logits.shape[0]))
         stepped = logit_step(state.logits, state.previous_losses, after)
         return FamoState(logits=jnp.where(state.pending, stepped, state.logits),
                          previous_losses=state.previous_losses,
                          pending=jnp.zeros((), bool))
 
     return FamoWeighting(init, update, update_logits)
-
-
-def geometric_mean(*, eps: ArrayLike = 0.0) -> LossWeighting:
-    r"""Geometric-mean loss: the K-th root of the product of the task losses.
-
-    .. math:: \text{total} = \Bigl(\prod_k (L_k + \epsilon)\Bigr)^{1/K}
-       = \exp\Bigl(\tfrac1K \sum_k \log(L_k + \epsilon)\Bigr)
-
-    computed in log space (no overflow or underflow of the product). Its
-    gradient weights each task by :math:`\text{total} / (K (L_k + \epsilon))`,
-    which is what ``weights`` returns: a task's weight grows as its loss
-    falls relative to the others, so the scale of each loss does not matter.
-
-    Convention at zero: the losses must be non-negative. If any
-    :math:`L_k + \epsilon \le 0` the total is 0 with a zero gradient (the
-    exact gradient there is 0 for the other tasks and infinite for that one).
-    Pass ``eps > 0`` for a total that stays positive and differentiable.
-
-    Args:
-      eps: :math:`\epsilon \ge 0` added to every loss.
-
-    Returns:
-      A :class:`LossWeighting` with ``params = ()`` and an :class:`EmptyState`.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import jaxloss.weighting as weighting
-      >>> w = weighting.geometric_mean()
-      >>> params, state = w.init(2)
-      >>> total, weights, _ = w.update(jnp.array([1.0, 4.0]), params, state)
-      >>> round(float(total), 5), [round(v, 5) for v in weights.tolist()]  # sqrt(4)
-      (2.0, [1.0, 0.25])
-
-    References:
-      Chennupati et al., `MultiNet++: Multi-Stream Feature Aggregation and
-      Geometric Loss Strategy for Multi-Task Learning
-      <https://arxiv.org/abs/1904.08492>`_, CVPR Workshops 2019. LibMTL
-      ``weighting.GLS``.
-    """
-    eps = _float_hyperparameter(eps, "eps", low=0.0)
-
-    def init(num_tasks: int) -> tuple[tuple[()], EmptyState]:
-        _num_tasks(num_tasks)
-        return (), EmptyState()
-
-    def update(losses: ArrayLike, params: Any, state: EmptyState,
-               **extra: Any) -> tuple[Array, Array, EmptyState]:
-        del params, extra
-        losses = _task_losses(losses, None) + eps
-        positive = jnp.all(losses > 0)
-        safe = jnp.where(losses > 0, losses, jnp.ones_like(losses))
-        total = jnp.where(positive, jnp.exp(jnp.mean(jnp.log(safe))), 0.0)
-        weights = safe_div(jax.lax.stop_gradient(total) * jnp.ones_like(losses),
-                           losses.shape[0] * jax.lax.stop_gradient(losses))
-        return total, weights, state
-
-    return LossWeighting(init, update)

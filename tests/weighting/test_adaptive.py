@@ -1,4 +1,4 @@
-"""Loss-level multi-task weighting (jaxloss.weighting) against references of the papers.
+"""``jaxloss.weighting.adaptive``: DWA, GradNorm, random weighting and FAMO vs the papers.
 
 References used here, none of them jaxloss:
   * closed forms written out from the papers (uncertainty, geometric mean),
@@ -11,131 +11,14 @@ References used here, none of them jaxloss:
 
 from __future__ import annotations
 
-import inspect
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 
-import jaxloss
 from jaxloss import weighting
-
-RTOL, ATOL = 1e-5, 1e-6
-
-
-def _f32(x):
-    return jnp.asarray(np.asarray(x, np.float32))
-
-
-def _all_strategies():
-    return {
-        "static": weighting.static([1.0, 0.5]),
-        "uncertainty": weighting.uncertainty(),
-        "uncertainty_half": weighting.uncertainty(half=True),
-        "dwa": weighting.dwa(),
-        "gradnorm": weighting.gradnorm(alpha=1.5, lr=0.01),
-        "random": weighting.random_weighting(key=3),
-        "famo": weighting.famo(),
-        "geometric_mean": weighting.geometric_mean(),
-    }
-
-
-# ---------------------------------------------------------------------------- API rules
-
-
-@pytest.mark.parametrize("name", weighting.__all__)
-def test_public_names_have_examples_references_and_keyword_only_options(name):
-    obj = getattr(weighting, name)
-    doc = inspect.getdoc(obj) or ""
-    assert ">>>" in doc and "References" in doc, name
-    if inspect.isfunction(obj):
-        for p in inspect.signature(obj).parameters.values():
-            if p.default is not inspect.Parameter.empty:
-                assert p.kind is inspect.Parameter.KEYWORD_ONLY, (name, p.name)
-            assert p.annotation is not inspect.Parameter.empty, (name, p.name)
-
-
-# ---------------------------------------------------------------------------- static
-
-
-def test_static_weighted_sum_and_gradient():
-    rng = np.random.default_rng(0)
-    for k in (1, 2, 5):
-        w = rng.uniform(0, 2, size=k).astype(np.float32)
-        losses = rng.uniform(0, 3, size=k).astype(np.float32)
-        strategy = weighting.static(w)
-        params, state = strategy.init(k)
-        total, weights, _ = strategy.update(_f32(losses), params, state)
-        np.testing.assert_allclose(total, np.sum(w.astype(np.float64) * losses), rtol=RTOL)
-        np.testing.assert_allclose(weights, w)
-        grad = jax.grad(lambda v, s=strategy, p=params, st=state: s.update(v, p, st)[0])(
-            _f32(losses))
-        np.testing.assert_allclose(grad, w, rtol=RTOL)
-
-
-def test_static_errors():
-    with pytest.raises(ValueError, match="weights must lie"):
-        weighting.static([1.0, -1.0])
-    with pytest.raises(ValueError, match="vector"):
-        weighting.static(1.0)
-    strategy = weighting.static([1.0, 2.0])
-    with pytest.raises(ValueError, match="num_tasks"):
-        strategy.init(3)
-    params, state = strategy.init(2)
-    with pytest.raises(ValueError, match=r"shape \(2,\)"):
-        strategy.update(jnp.ones(3), params, state)
-    with pytest.raises(TypeError, match="floating"):
-        strategy.update(jnp.ones(2, jnp.int32), params, state)
-    with pytest.raises(TypeError, match="num_tasks"):
-        strategy.init(2.0)
-
-
-# ---------------------------------------------------------------------------- uncertainty
-
-
-@pytest.mark.parametrize("half", [False, True])
-@pytest.mark.parametrize("k", [1, 3, 6])
-def test_uncertainty_value_and_gradients_match_closed_form(half, k):
-    rng = np.random.default_rng(k)
-    s = rng.normal(size=k)
-    losses = rng.uniform(0, 4, size=k)
-    scale = 0.5 if half else 1.0
-    strategy = weighting.uncertainty(half=half)
-    _, state = strategy.init(k)
-
-    def total(log_vars, values):
-        return strategy.update(values, log_vars, state)[0]
-
-    value = total(_f32(s), _f32(losses))
-    grad_s, grad_l = jax.grad(total, argnums=(0, 1))(_f32(s), _f32(losses))
-    # Kendall et al. 2018 with s = log sigma^2: sum_k scale * (exp(-s) L + s)
-    np.testing.assert_allclose(value, np.sum(scale * (np.exp(-s) * losses + s)), rtol=RTOL,
-                               atol=ATOL)
-    np.testing.assert_allclose(grad_s, scale * (1.0 - np.exp(-s) * losses), rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(grad_l, scale * np.exp(-s), rtol=RTOL)
-    _, weights, _ = strategy.update(_f32(losses), _f32(s), state)
-    np.testing.assert_allclose(weights, scale * np.exp(-s), rtol=RTOL)
-
-
-def test_uncertainty_init_and_optimum():
-    strategy = weighting.uncertainty(init_log_variance=[0.5, -1.0])
-    log_vars, state = strategy.init(2)
-    np.testing.assert_allclose(log_vars, [0.5, -1.0])
-    with pytest.raises(ValueError, match="init_log_variance"):
-        strategy.init(3)
-    with pytest.raises(ValueError, match="log-variances"):
-        strategy.update(jnp.ones(2), jnp.zeros(3), state)
-    # the minimiser over s of exp(-s) L + s is s = log L: the gradient vanishes there
-    losses = _f32([0.3, 2.0])
-    grad = jax.grad(lambda s: strategy.update(losses, s, state)[0])(jnp.log(losses))
-    np.testing.assert_allclose(grad, [0.0, 0.0], atol=1e-6)
-
-
-# ---------------------------------------------------------------------------- DWA
+from tests.weighting._strategies import ATOL, RTOL, _f32
 
 
 def _dwa_reference(history, temperature, period):
@@ -184,9 +67,6 @@ def test_dwa_zero_loss_in_history_stays_finite():
         weighting.dwa(temperature=0.0)
     with pytest.raises(ValueError, match="period"):
         weighting.dwa(period=0)
-
-
-# ---------------------------------------------------------------------------- GradNorm
 
 
 def _gradnorm_reference(losses_seq, jac_seq, alpha, lr):
@@ -259,9 +139,6 @@ def test_gradnorm_errors_and_large_steps():
     assert np.all(np.isfinite(state.weights))
 
 
-# ---------------------------------------------------------------------------- random
-
-
 def test_random_weighting_samples_softmax_of_normals():
     k, key = 4, jax.random.PRNGKey(7)
     strategy = weighting.random_weighting(key=key)
@@ -292,9 +169,6 @@ def test_random_weighting_samples_softmax_of_normals():
     same = weighting.random_weighting(key=7)
     np.testing.assert_allclose(same.update(losses, *same.init(k))[1],
                                strategy.update(losses, *strategy.init(k))[1])
-
-
-# ---------------------------------------------------------------------------- FAMO
 
 
 class _TorchFamo:
@@ -433,162 +307,3 @@ def test_famo_zero_and_sub_minimum_losses_are_finite():
         assert np.all(np.isfinite(state.logits))
     with pytest.raises(ValueError, match="min_losses"):
         strategy.init(3)
-
-
-# ---------------------------------------------------------------------------- geometric mean
-
-
-@pytest.mark.parametrize("k", [1, 2, 5])
-def test_geometric_mean_value_and_gradient(k):
-    rng = np.random.default_rng(k)
-    losses = rng.uniform(0.1, 5.0, size=k)
-    strategy = weighting.geometric_mean()
-    params, state = strategy.init(k)
-    value, grad = jax.value_and_grad(lambda v: strategy.update(v, params, state)[0])(
-        _f32(losses))
-    expected = np.prod(losses) ** (1 / k)
-    np.testing.assert_allclose(value, expected, rtol=RTOL)
-    np.testing.assert_allclose(grad, expected / (k * losses), rtol=RTOL)  # d/dL_k of prod^(1/K)
-    np.testing.assert_allclose(strategy.update(_f32(losses), params, state)[1],
-                               expected / (k * losses), rtol=RTOL)
-
-
-def test_geometric_mean_log_space_zero_and_eps():
-    strategy = weighting.geometric_mean()
-    params, state = strategy.init(20)
-    big = jnp.full((20,), 1e30, jnp.float32)  # the product overflows float32; the mean does not
-    np.testing.assert_allclose(strategy.update(big, params, state)[0], 1e30, rtol=RTOL)
-    tiny = jnp.full((20,), 1e-30, jnp.float32)
-    np.testing.assert_allclose(strategy.update(tiny, params, state)[0], 1e-30, rtol=RTOL)
-    zero = _f32([0.0, 2.0])
-    params, state = strategy.init(2)
-    value, grad = jax.value_and_grad(lambda v: strategy.update(v, params, state)[0])(zero)
-    assert float(value) == 0.0 and np.all(grad == 0.0)
-    smoothed = weighting.geometric_mean(eps=0.5)
-    value, grad = jax.value_and_grad(lambda v: smoothed.update(v, params, state)[0])(zero)
-    np.testing.assert_allclose(value, math.sqrt(0.5 * 2.5), rtol=RTOL)
-    np.testing.assert_allclose(grad, math.sqrt(0.5 * 2.5) / (2 * np.array([0.5, 2.5])),
-                               rtol=RTOL)
-
-
-# ---------------------------------------------------------------------------- all strategies
-
-
-def test_every_strategy_scans_under_jit_with_half_precision_losses():
-    for name, strategy in _all_strategies().items():
-        params, state = strategy.init(2)
-        history = jnp.asarray(np.random.default_rng(0).uniform(0.1, 2, size=(5, 2)),
-                              jnp.bfloat16)
-
-        def body(state, losses, strategy=strategy, params=params):
-            total, weights, state = strategy.update(losses, params, state,
-                                                    shared_grads=jnp.ones((2, 3)))
-            return state, (total, weights)
-
-        final, (totals, weights) = jax.jit(lambda s, h, b=body: jax.lax.scan(b, s, h))(
-            state, history)
-        assert totals.dtype == jnp.float32 and weights.shape == (5, 2), name
-        assert np.all(np.isfinite(totals)) and np.all(np.isfinite(weights)), name
-        assert jax.tree_util.tree_structure(final) == jax.tree_util.tree_structure(state), name
-
-
-@pytest.mark.parametrize("name", sorted(_all_strategies()))
-def test_every_strategy_trains_a_flax_nnx_model_in_a_jitted_optax_step(name):
-    nnx = pytest.importorskip("flax.nnx")
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.normal(size=(64, 4)), jnp.float32)
-    y = x @ jnp.asarray([1.0, -2.0, 0.5, 3.0], jnp.float32)
-    labels = jnp.asarray(np.asarray(x[:, 0] + x[:, 1] > 0).astype(np.int32))
-    strategy = _all_strategies()[name]
-
-    class Net(nnx.Module):
-        def __init__(self, rngs):
-            self.trunk = nnx.Linear(4, 16, rngs=rngs)
-            self.reg = nnx.Linear(16, 1, rngs=rngs)
-            self.cls = nnx.Linear(16, 2, rngs=rngs)
-
-        def __call__(self, inputs):
-            h = jax.nn.relu(self.trunk(inputs))
-            return self.reg(h)[:, 0], self.cls(h)
-
-    graphdef, model_params = nnx.split(Net(nnx.Rngs(0)))
-
-    def task_losses(p):
-        pred, logits = nnx.merge(graphdef, p)(x)
-        return jnp.stack([jaxloss.mse_loss(pred, y),
-                          jaxloss.cross_entropy_loss(logits, labels)])
-
-    wparams, wstate = strategy.init(2)
-    params = {"model": model_params, "weighting": wparams}
-    optimizer = optax.adam(0.02)
-    opt_state = optimizer.init(params)
-    needs_jacobian = name == "gradnorm"
-
-    @jax.jit
-    def step(params, opt_state, wstate):
-        shared = None
-        if needs_jacobian:  # static: per-task gradients of the shared trunk only
-            shared = jax.jacrev(task_losses)(params["model"])["trunk"]
-
-        def objective(params):
-            losses = task_losses(params["model"])
-            total, _, new_wstate = strategy.update(
-                losses, params["weighting"], wstate, shared_grads=shared)
-            return total, (losses, new_wstate)
-
-        (total, (losses, wstate)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, wstate, total, losses
-
-    totals, sums = [], []
-    # optax's adam mixes its int32 step count with Python floats, which the suite's
-    # strict promotion (tests/conftest.py) refuses; jaxloss itself runs strict.
-    with jax.numpy_dtype_promotion("standard"):
-        for _ in range(40):
-            params, opt_state, wstate, total, losses = step(params, opt_state, wstate)
-            totals.append(float(total))
-            sums.append(float(jnp.sum(losses)))
-    assert np.all(np.isfinite(totals)), name
-    assert totals[-1] < totals[0], (name, totals[0], totals[-1])
-    assert sums[-1] < 0.5 * sums[0], (name, sums[0], sums[-1])
-
-
-def test_uncertainty_log_variances_as_nnx_params_with_nnx_optimizer():
-    nnx = pytest.importorskip("flax.nnx")
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
-    ya = x @ jnp.asarray([1.0, 0.0, -1.0], jnp.float32)
-    yb = 3.0 * (x @ jnp.asarray([0.0, 2.0, 1.0], jnp.float32))  # a task ~10x larger
-    strategy = weighting.uncertainty()
-    log_vars, wstate = strategy.init(2)
-
-    class Net(nnx.Module):
-        def __init__(self, rngs):
-            self.a = nnx.Linear(3, 1, rngs=rngs)
-            self.b = nnx.Linear(3, 1, rngs=rngs)
-            self.task_log_vars = nnx.Param(log_vars)  # trained by the model's optimizer
-
-    model = Net(nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, optax.adam(0.1), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(model, optimizer):
-        def objective(model):
-            losses = jnp.stack([jaxloss.mse_loss(model.a(x)[:, 0], ya),
-                                jaxloss.mse_loss(model.b(x)[:, 0], yb)])
-            total, _, _ = strategy.update(losses, model.task_log_vars[...], wstate)
-            return total, losses
-
-        (total, losses), grads = nnx.value_and_grad(objective, has_aux=True)(model)
-        optimizer.update(model, grads)
-        return total, losses
-
-    with jax.numpy_dtype_promotion("standard"):  # optax's adam; see the test above
-        first = step(model, optimizer)[1]
-        for _ in range(60):
-            _, losses = step(model, optimizer)
-    s = np.asarray(model.task_log_vars[...])
-    assert np.all(np.asarray(losses) < 0.5 * np.asarray(first))
-    assert s[1] > s[0]  # the larger-loss task got the larger variance (smaller weight)
-

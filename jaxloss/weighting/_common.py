@@ -1,0 +1,40 @@
+"""Private helpers shared by the loss weightings (see the package docstring for the contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+from jaxloss import _checks
+
+F32 = jnp.float32
+
+InitFn = Callable[[int], tuple[Any, Any]]
+UpdateFn = Callable[..., tuple[Array, Array, Any]]
+
+
+def num_tasks_of(num_tasks: Any) -> int:
+    return _checks.static_int(num_tasks, "num_tasks", low=1)
+
+
+def task_losses(losses: ArrayLike, num_tasks: int | None) -> Array:
+    """``losses`` as a float32 ``(K,)`` vector, checked against ``num_tasks``."""
+    losses = _checks.float_input(losses, "losses")
+    if losses.ndim != 1 or (num_tasks is not None and losses.shape[0] != num_tasks):
+        expected = "(K,)" if num_tasks is None else f"({num_tasks},)"
+        raise ValueError(
+            f"losses must be a vector of task losses of shape {expected}; got shape "
+            f"{losses.shape}. Stack the scalar task losses with jnp.stack([...])"
+            + ("." if num_tasks is None else " in the order init was given.")
+        )
+    return losses.astype(F32)
+
+
+def float_hyperparameter(value: ArrayLike, name: str, *, low: float | None = None,
+                          low_inclusive: bool = True) -> Array:
+    _checks.check_range(value, name, low=low, low_inclusive=low_inclusive)
+    return _checks.hyperparameter(value, name, F32)
