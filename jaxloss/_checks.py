@@ -30,20 +30,39 @@ def is_traced(value: Any) -> bool:
     return isinstance(value, jax.core.Tracer)
 
 
+# Reductions other libraries spell differently, and what to write instead.
+_REDUCTION_HINTS: dict[str, str] = {
+    "batchmean": 'reduction="batchmean" is PyTorch\'s kl_div spelling; use reduction="mean" '
+                 "(the mean of the unreduced loss, whose shape the docstring gives).",
+    "elementwise_mean": 'reduction="elementwise_mean" is an old PyTorch spelling of "mean".',
+    "sum_over_batch_size": 'reduction="sum_over_batch_size" is Keras\'s spelling of "mean".',
+    "auto": 'reduction="auto" is a Keras option; jaxloss\'s default is reduction="mean".',
+}
+_BATCHMEAN_KL = (
+    'reduction="batchmean" is PyTorch\'s kl_div spelling; kl_divergence_loss\'s '
+    'reduction="mean" already is batchmean (the per-sample KL, summed over classes, averaged '
+    "over the batch), so pass reduction=\"mean\" (the default)."
+)
+
+
+def reduction_hint(reduction: Any, loss_name: str | None = None) -> str | None:
+    """The jaxloss spelling of a reduction another library names differently, or None."""
+    if not isinstance(reduction, str) or reduction not in _REDUCTION_HINTS:
+        return None
+    if (loss_name, reduction) == ("kl_divergence_loss", "batchmean"):
+        return _BATCHMEAN_KL
+    return _REDUCTION_HINTS[reduction]
+
+
 def check_reduction(reduction: Any, choices: Sequence[str] = REDUCTIONS) -> None:
     """Raises ValueError unless ``reduction`` is one of ``choices`` ("mean", "sum", "none").
 
-    PyTorch's ``reduction="batchmean"`` (``kl_div``) and the deprecated
-    ``size_average``/``reduce`` spellings get a message with the jaxloss one.
+    PyTorch's and Keras's names (``"batchmean"``, ``"sum_over_batch_size"``, ...)
+    get a message with the jaxloss spelling.
     """
     if isinstance(reduction, str) and reduction in tuple(choices):
         return
-    hint = "Pass reduction='none' for the unreduced loss."
-    if reduction == "batchmean":
-        hint = ("jaxloss has no 'batchmean': reduction='mean' is the mean over positions of "
-                "the class-summed loss, which is torch's 'batchmean' for kl_divergence_loss.")
-    elif reduction == "elementwise_mean":
-        hint = "PyTorch's old 'elementwise_mean' is reduction='mean'."
+    hint = reduction_hint(reduction) or "Pass reduction='none' for the unreduced loss."
     raise ValueError(f"reduction must be one of {tuple(choices)}; got {reduction!r}. {hint}")
 
 

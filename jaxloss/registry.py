@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from jaxloss import _reduce
+from jaxloss import _checks, _reduce
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,26 +55,10 @@ FAMILIES: tuple[str, ...] = (
 _PARAMETER_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _POSITIONAL_KINDS = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
-# Reductions other libraries spell differently, and what to write instead.
-_REDUCTION_HINTS: dict[str, str] = {
-    "batchmean": 'reduction="batchmean" is PyTorch\'s kl_div spelling; use reduction="mean" '
-                 "(the mean of the unreduced loss, whose shape the docstring gives).",
-    "elementwise_mean": 'reduction="elementwise_mean" is an old PyTorch spelling of "mean".',
-    "sum_over_batch_size": 'reduction="sum_over_batch_size" is Keras\'s spelling of "mean".',
-    "auto": 'reduction="auto" is a Keras option; jaxloss\'s default is reduction="mean".',
-}
-_BATCHMEAN_KL = (
-    'reduction="batchmean" is PyTorch\'s kl_div spelling; kl_divergence_loss\'s '
-    'reduction="mean" already is batchmean (the per-sample KL, summed over classes, averaged '
-    "over the batch), so pass reduction=\"mean\" (the default)."
-)
-
-
 def _check_reduction(name: str, reduction: Any) -> None:
     """Raises for a reduction that another library spells differently (named in the hint)."""
-    if isinstance(reduction, str) and reduction in _REDUCTION_HINTS:
-        hint = (_BATCHMEAN_KL if (name, reduction) == ("kl_divergence_loss", "batchmean")
-                else _REDUCTION_HINTS[reduction])
+    hint = _checks.reduction_hint(reduction, name)
+    if hint:
         raise ValueError(
             f"{name}: {hint} reduction must be one of ('mean', 'sum', 'none'); "
             f"got {reduction!r}."

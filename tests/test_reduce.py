@@ -172,7 +172,7 @@ def test_avg_non_zero_is_a_normaliser_of_the_same_path():
 
 
 def test_pytorch_reduction_names_get_the_jaxloss_spelling():
-    with pytest.raises(ValueError, match=r"batchmean.*reduction='mean'"):
+    with pytest.raises(ValueError, match=r'batchmean.*reduction="mean"'):
         reduce_loss(jnp.ones(3), reduction="batchmean")
 
 
