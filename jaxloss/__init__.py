@@ -229,11 +229,16 @@ _LAZY = {"vgg16_features": "jaxloss.image.vgg", "VGG16Features": "jaxloss.image.
 
 def __getattr__(name: str) -> Any:
     # The VGG-16 feature extractor needs Flax, which jaxloss does not require:
-    # import it on first use only (the ImportError names the extra to install).
+    # import it on first use only. Without Flax the error is an AttributeError (so that
+    # hasattr(jaxloss, "vgg16_features") is False) whose message names the extra to install.
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as error:
+            raise AttributeError(str(error)) from error
+        return getattr(module, name)
     raise AttributeError(f"module 'jaxloss' has no attribute {name!r}")
 
 

@@ -36,9 +36,11 @@ _WITHOUT_FLAX = textwrap.dedent("""
     assert "vgg16_features" not in jaxloss.__all__ and "VGG16Features" not in jaxloss.__all__
     assert {"vgg16_features", "VGG16Features"} <= set(dir(jaxloss))
     assert not any(m == "flax" or m.startswith("flax.") for m in sys.modules if sys.modules[m])
+    assert not hasattr(jaxloss, "vgg16_features")  # False, not an exception, without Flax
     try:
         jaxloss.vgg16_features
-    except ImportError as error:
+    except AttributeError as error:
+        assert isinstance(error.__cause__, ImportError), error.__cause__
         assert "pip install 'jaxloss[flax]'" in str(error), error
     else:
         raise AssertionError("jaxloss.vgg16_features imported without Flax")
