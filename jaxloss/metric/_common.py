@@ -1,5 +1,9 @@
 """Shared pieces of the metric-learning family: normalisation, distance matrices, masks,
-and the cross-device gather that makes batch-wide losses shard-exact."""
+the cross-device gather that makes batch-wide losses shard-exact, the blockwise
+(chunked) online log-sum-exp, and the validation of embeddings, labels and paired views.
+
+Row masks and reductions are not here: every loss uses ``jaxloss._reduce``
+(``rows_kept``, ``mask_rows``, ``reduce_loss``)."""
 
 from __future__ import annotations
 

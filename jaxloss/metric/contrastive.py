@@ -54,10 +54,10 @@ __all__ = [
 class _Keys(NamedTuple):
     """The global batch as keys of the local anchors."""
 
-    keys: Array          # [M, d] gathered (normalised) rows
-    labels: Array | None  # [M] their labels
-    present: Array       # [M] rows in the batch (``where`` True, weight nonzero)
-    index: Array         # [n] global index of each local row
+    keys: Array           # [M, d] gathered (normalised) rows
+    labels: Array | None  # [M] their labels (None: unlabelled pairs)
+    present: Array        # [M] rows in the batch (``where`` True, weight nonzero)
+    index: Array          # [n] global index of each local row
 
 
 def _global_keys(x: Array, labels: Array | None, kept: Array | None,
