@@ -300,3 +300,33 @@ def test_errors():
         jaxloss.arcface_loss(x, labels, kernel, block_size=0)
     with pytest.raises(TypeError, match="block_size"):
         jaxloss.arcface_loss(x, labels, kernel, block_size=2.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_out_of_range_labels_are_nan_under_jit(name, block_size):
+    """DESIGN item 6: the labels index the kernel's C classes. A label outside [0, C) raises
+    eagerly; under jit its row is NaN (never the loss of a clipped label), the other rows
+    keep their values and a ``where`` that drops the bad rows gives the loss of the rest."""
+    x, labels, kernel = _inputs(name, n=4)  # 11 classes
+    extra = {"num_subcenters": K} if name == "subcenter_arcface_loss" else {}
+    fn = getattr(jaxloss, name)
+    bad = labels.at[1].set(11).at[2].set(-1)
+    good_rows = np.array([True, False, False, True])
+
+    def loss(labels, reduction="mean", where=None):
+        return fn(x, labels, kernel, block_size=block_size, reduction=reduction, where=where,
+                  **extra)
+
+    rows = np.asarray(jax.jit(lambda y: loss(y, "none"))(bad))
+    assert np.all(np.isnan(rows[~good_rows])), rows
+    assert np.all(np.isfinite(rows[good_rows])), rows
+    _close(rows[good_rows], np.asarray(loss(labels, "none"))[good_rows])
+    assert np.isnan(float(jax.jit(loss)(bad)))
+    masked = jax.jit(lambda y: loss(y, where=jnp.asarray(good_rows)))(bad)
+    _close(masked, loss(labels, where=jnp.asarray(good_rows)))
+    grad = jax.jit(jax.grad(lambda e, y: fn(e, y, kernel, block_size=block_size,
+                                            where=jnp.asarray(good_rows), **extra)))(x, bad)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    with pytest.raises(ValueError, match=r"outside \[0, 11\)"):
+        loss(bad)

@@ -1,5 +1,9 @@
 """Shared pieces of the metric-learning family: normalisation, distance matrices, masks,
-and the cross-device gather that makes batch-wide losses shard-exact."""
+the cross-device gather that makes batch-wide losses shard-exact, the blockwise
+(chunked) online log-sum-exp, and the validation of embeddings, labels and paired views.
+
+Row masks and reductions are not here: every loss uses ``jaxloss._reduce``
+(``rows_kept``, ``mask_rows``, ``reduce_loss``)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.typing import ArrayLike
 
-from jaxloss import _checks
+from jaxloss import _checks, _reduce
 from jaxloss._numerics import safe_log, safe_sqrt
 
 Distance = Literal["euclidean", "squared", "cosine"]
@@ -172,3 +177,66 @@ def masked_logsumexp(logits: Array, mask: Array, *, add_one: bool = False) -> Ar
     if add_one:
         total = total + jnp.exp(-row_max)
     return safe_log(total) + row_max
+
+
+# --------------------------------------------------------------------------------------
+# Validation and row selection shared by the batch-wide losses.
+# --------------------------------------------------------------------------------------
+
+
+def all_rows_if_none(kept: Array | None, rows: int) -> Array:
+    """``kept`` (a ``(rows,)`` boolean from ``_reduce.rows_kept``), or all True if None."""
+    return jnp.ones((rows,), jnp.bool_) if kept is None else kept
+
+
+def check_block_size(block_size: int | None) -> int | None:
+    """``None`` (the dense path) or a static int ``>= 1``."""
+    if block_size is None:
+        return None
+    return _checks.static_int(block_size, "block_size", low=1)
+
+
+def positive_hyperparameter(value: ArrayLike, name: str, dtype: jnp.dtype) -> Array:
+    """A numeric hyperparameter that must be ``> 0`` (checked when concrete), in ``dtype``."""
+    _checks.check_range(value, name, low=0.0, low_inclusive=False)
+    return _checks.hyperparameter(value, name, dtype)
+
+
+def two_views(embeddings: ArrayLike, other: ArrayLike, name: str, other_name: str,
+              ) -> tuple[Array, Array, jnp.dtype]:
+    """Validates a float ``(N, d)`` pair of views; both in the compute dtype, and the result
+    dtype."""
+    embeddings = _checks.float_input(embeddings, name)
+    _checks.check_rank(embeddings, name, rank=2)
+    other = _checks.float_input(other, other_name)
+    _checks.check_same_shape(other, other_name, embeddings, name)
+    compute, dtype = _checks.compute_dtype(embeddings, other)
+    return embeddings.astype(compute), other.astype(compute), dtype
+
+
+def masked_views(a: ArrayLike, b: ArrayLike, names: tuple[str, str], where: ArrayLike | None,
+                 weights: ArrayLike | None) -> tuple[Array, Array, Array | None, jnp.dtype]:
+    """:func:`two_views`, the rows kept (``where`` True and, if ``weights`` is given, a
+    nonzero weight; None when neither is given), and both views with the other rows
+    zeroed (the first half of the double where: a NaN there cannot leak)."""
+    x, y, dtype = two_views(a, b, *names)
+    kept = _reduce.rows_kept(where, weights, x.shape[:1])
+    x, y = _reduce.mask_rows(kept, x, y)
+    return x, y, kept, dtype
+
+
+def over_columns(body, init, keys: Array, extras: tuple[Array, ...], block_size: int | None,
+                 axis_name: str | None):
+    """``body`` over all key columns at once (dense) or in checkpointed blocks (chunked).
+
+    ``body(carry, key_block, columns, valid, *extra_blocks)`` as in
+    :func:`scan_column_blocks`; the dense path calls it once on every column.
+    """
+    if block_size is None:
+        columns = jnp.arange(keys.shape[0])
+        valid = jnp.ones((keys.shape[0],), jnp.bool_)
+        return body(init, keys, columns, valid, *extras)
+    if axis_name is not None:
+        # Under shard_map the carry depends on the local rows: it varies over the axis.
+        init = jax.tree.map(lambda c: jax.lax.pcast(c, axis_name, to="varying"), init)
+    return scan_column_blocks(body, init, keys, block_size=block_size, extras=extras)

@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from jaxloss import _checks, _reduce
+from jaxloss import _checks, _classes, _reduce
 from jaxloss._checks import Reduction
 from jaxloss._numerics import safe_sqrt
 from jaxloss.metric._common import (
+    check_block_size,
     embeddings_and_labels,
     l2_normalize,
     logsumexp_finish,
@@ -72,10 +74,24 @@ TargetFn = Callable[[Array, Array], Array]
 # --------------------------------------------------------------------------------------
 
 
+class _Inputs(NamedTuple):
+    """Validated, masked inputs of a margin-softmax loss."""
+
+    x: Array              # [N, d] embeddings in the compute dtype, rows ``where`` drops zeroed
+    labels: Array         # [N] class indices, clipped to [0, C) for the gathers
+    kernel: Array         # [d, C*K] in the compute dtype
+    bad: Array | None     # [N] labels out of range (only known under jit), or None
+    dtype: jnp.dtype      # result dtype
+
+
 def _prepare(embeddings: ArrayLike, labels: ArrayLike, kernel: ArrayLike, *,
-             subcenters: int) -> tuple[Array, Array, Array, jnp.dtype]:
-    """Validates ``(embeddings, labels, kernel)``; returns them in the compute dtype (labels
-    clipped to ``[0, C)``) and the result dtype."""
+             subcenters: int, where: ArrayLike | None) -> _Inputs:
+    """Validates ``(embeddings, labels, kernel)`` and masks the rows ``where`` drops.
+
+    Labels outside ``[0, C)`` raise when concrete; under ``jit`` they are
+    clipped for the gathers and marked in ``bad``, and the kernel's values
+    are NaN at those rows (DESIGN: never a plausible wrong number).
+    """
     embeddings = _checks.float_input(embeddings, "embeddings")
     kernel = _checks.float_input(kernel, "kernel")
     x, labels, _ = embeddings_and_labels(embeddings, labels)
@@ -94,9 +110,11 @@ def _prepare(embeddings: ArrayLike, labels: ArrayLike, kernel: ArrayLike, *,
         )
     num_classes = kernel.shape[1] // subcenters
     _checks.check_labels_in_range(labels, num_classes, "labels")
+    bad = _classes.out_of_range(labels, num_classes) if _checks.is_traced(labels) else None
     compute, dtype = _checks.compute_dtype(embeddings, kernel)
     labels = jnp.clip(labels, 0, num_classes - 1)
-    return x.astype(compute), labels, kernel.astype(compute), dtype
+    (x,) = _reduce.mask_rows(where, x.astype(compute))
+    return _Inputs(x, labels, kernel.astype(compute), bad, dtype)
 
 
 def _class_cosines(x_hat: Array, columns: Array, subcenters: int) -> Array:
@@ -108,30 +126,21 @@ def _class_cosines(x_hat: Array, columns: Array, subcenters: int) -> Array:
     return jnp.max(cos.reshape(cos.shape[0], -1, subcenters), axis=-1)  # [N, b]
 
 
-def _margin_softmax(
-    embeddings: ArrayLike,
-    labels: ArrayLike,
-    kernel: ArrayLike,
+def _margin_softmax_values(
+    inputs: _Inputs,
     *,
     target_fn: TargetFn,
     row_scale_fn: Callable[[Array], Array],
     subcenters: int,
     block_size: int | None,
-    where: ArrayLike | None,
-    weights: ArrayLike | None,
-    reduction: str,
 ) -> Array:
-    """``softplus(logsumexp_{j != y} s_i cos_ij - s_i psi(cos_iy))`` per row, reduced.
+    """``softplus(logsumexp_{j != y} s_i cos_ij - s_i psi(cos_iy))`` per row ``(N,)``.
 
     ``target_fn(cos_target, x)`` is psi (``x`` gives the compute dtype); ``row_scale_fn(x)``
     gives each row's logit scale ``s_i`` ``(N,)`` (``scale``, or ``scale * ||x_i||`` for
-    SphereFace).
+    SphereFace). NaN at the rows whose label is out of range (under ``jit``).
     """
-    _checks.check_reduction(reduction)
-    x, labels, kernel, dtype = _prepare(embeddings, labels, kernel, subcenters=subcenters)
-    if block_size is not None:
-        block_size = _checks.static_int(block_size, "block_size", low=1)
-    (x,) = _reduce.mask_inputs(None if where is None else _row_mask(where, x), x)
+    x, labels, kernel = inputs.x, inputs.labels, inputs.kernel
     n = x.shape[0]
     x_hat = l2_normalize(x)
     row_scale = row_scale_fn(x)                                      # [N]
@@ -168,8 +177,7 @@ def _margin_softmax(
     # -log softmax_y = log(1 + sum_{j != y} exp(l_j - l_y)): a softplus, which keeps its
     # relative precision when the loss is tiny (lse - l_y would cancel).
     values = jax.nn.softplus(others - target_logit)
-    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
-                               dtype=dtype)
+    return values if inputs.bad is None else _classes.poison(values, inputs.bad)
 
 
 def _scan_class_blocks(fold, state, kernel: Array, *, block_size: int, subcenters: int):
@@ -199,12 +207,6 @@ def _scan_class_blocks(fold, state, kernel: Array, *, block_size: int, subcenter
 
     state, _ = jax.lax.scan(step, state, jnp.arange(blocks))
     return state
-
-
-def _row_mask(where: ArrayLike, x: Array) -> Array:
-    """A per-row ``where`` ``(N,)`` as an ``(N, 1)`` mask for the embeddings."""
-    mask = _checks.broadcast_mask(where, x.shape[:1], "where")
-    return mask[:, None]
 
 
 def _scalar(value: ArrayLike, name: str, like: Array) -> Array:
@@ -283,7 +285,7 @@ def arcface_loss(
     Args:
       embeddings: float ``(N, d)``; need not be normalised.
       labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
-        clipped under ``jit``).
+        under ``jit`` an out-of-range label gives NaN at its row).
       kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
       scale: logit scale ``s > 0``; float or traced scalar (differentiable).
       margin: additive angular margin ``m`` in radians, in ``[0, pi)``; float
@@ -320,10 +322,13 @@ def arcface_loss(
     """
     _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
     _checks.check_range(margin, "margin", low=0.0, high=math.pi, high_inclusive=False)
-    return _margin_softmax(
-        embeddings, labels, kernel, target_fn=_arcface_target(margin),
-        row_scale_fn=_constant_scale(scale), subcenters=1, block_size=block_size,
-        where=where, weights=weights, reduction=reduction)
+    _checks.check_reduction(reduction)
+    inputs = _prepare(embeddings, labels, kernel, subcenters=1, where=where)
+    values = _margin_softmax_values(inputs, target_fn=_arcface_target(margin),
+                                    row_scale_fn=_constant_scale(scale), subcenters=1,
+                                    block_size=check_block_size(block_size))
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=inputs.dtype)
 
 
 @_builtin("metric")
@@ -352,7 +357,7 @@ def cosface_loss(
     Args:
       embeddings: float ``(N, d)``; need not be normalised.
       labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
-        clipped under ``jit``).
+        under ``jit`` an out-of-range label gives NaN at its row).
       kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
       scale: logit scale ``s > 0``; float or traced scalar (differentiable).
       margin: cosine margin ``m >= 0``; float or traced scalar (differentiable).
@@ -391,10 +396,12 @@ def cosface_loss(
     def target(cos: Array, x: Array) -> Array:
         return cos - _scalar(margin, "margin", x)
 
-    return _margin_softmax(
-        embeddings, labels, kernel, target_fn=target, row_scale_fn=_constant_scale(scale),
-        subcenters=1, block_size=block_size, where=where, weights=weights,
-        reduction=reduction)
+    _checks.check_reduction(reduction)
+    inputs = _prepare(embeddings, labels, kernel, subcenters=1, where=where)
+    values = _margin_softmax_values(inputs, target_fn=target, row_scale_fn=_constant_scale(scale),
+                                    subcenters=1, block_size=check_block_size(block_size))
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=inputs.dtype)
 
 
 def _chebyshev(c: Array, degree: int) -> Array:
@@ -439,7 +446,7 @@ def sphereface_loss(
     Args:
       embeddings: float ``(N, d)``; their norms scale the logits.
       labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
-        clipped under ``jit``).
+        under ``jit`` an out-of-range label gives NaN at its row).
       kernel: float ``(d, C)`` class weights, Flax kernel layout (PML's ``W``).
       scale: logit scale ``s > 0``; float or traced scalar (differentiable).
       margin: the angle multiplier ``m``, a static Python int ``>= 1``
@@ -488,9 +495,12 @@ def sphereface_loss(
         norm = safe_sqrt(jnp.sum(jnp.square(x), axis=-1))           # [N], finite grad at 0
         return _scalar(scale, "scale", x) * norm
 
-    return _margin_softmax(
-        embeddings, labels, kernel, target_fn=target, row_scale_fn=row_scale, subcenters=1,
-        block_size=block_size, where=where, weights=weights, reduction=reduction)
+    _checks.check_reduction(reduction)
+    inputs = _prepare(embeddings, labels, kernel, subcenters=1, where=where)
+    values = _margin_softmax_values(inputs, target_fn=target, row_scale_fn=row_scale,
+                                    subcenters=1, block_size=check_block_size(block_size))
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=inputs.dtype)
 
 
 @_builtin("metric")
@@ -523,7 +533,7 @@ def subcenter_arcface_loss(
     Args:
       embeddings: float ``(N, d)``; need not be normalised.
       labels: int ``(N,)`` class indices in ``[0, C)`` (checked when concrete;
-        clipped under ``jit``).
+        under ``jit`` an out-of-range label gives NaN at its row).
       kernel: float ``(d, C * K)``, Flax kernel layout.
       num_subcenters: ``K``, a static int ``>= 1``.
       scale: logit scale ``s > 0``; float or traced scalar (differentiable).
@@ -565,7 +575,10 @@ def subcenter_arcface_loss(
     k = _checks.static_int(num_subcenters, "num_subcenters", low=1)
     _checks.check_range(scale, "scale", low=0.0, low_inclusive=False)
     _checks.check_range(margin, "margin", low=0.0, high=math.pi, high_inclusive=False)
-    return _margin_softmax(
-        embeddings, labels, kernel, target_fn=_arcface_target(margin),
-        row_scale_fn=_constant_scale(scale), subcenters=k, block_size=block_size,
-        where=where, weights=weights, reduction=reduction)
+    _checks.check_reduction(reduction)
+    inputs = _prepare(embeddings, labels, kernel, subcenters=k, where=where)
+    values = _margin_softmax_values(inputs, target_fn=_arcface_target(margin),
+                                    row_scale_fn=_constant_scale(scale), subcenters=k,
+                                    block_size=check_block_size(block_size))
+    return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
+                               dtype=inputs.dtype)
