@@ -29,7 +29,8 @@ Conventions:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,10 @@ __all__ = [
     "siglip_loss",
     "supcon_loss",
 ]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class _Keys(NamedTuple):
@@ -249,11 +254,11 @@ def ntxent_loss(
                                normalizer=normalizer, axis_name=axis_name, dtype=dtype)
 
 
-def _alias(fn, name: str):
+def _alias(fn: Callable[_P, _R], name: str) -> Callable[_P, _R]:
     """``fn`` under another name (its own registry entry, signature and docstring)."""
 
     @functools.wraps(fn)
-    def alias(*args, **kwargs):
+    def alias(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         return fn(*args, **kwargs)
 
     alias.__name__ = alias.__qualname__ = name
