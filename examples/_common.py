@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import matplotlib
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 matplotlib.use("Agg")  # render to files only; no display needed
 
+M = TypeVar("M", bound=nnx.Module)
 OUT_DIR = Path(__file__).resolve().parent / "out"  # where the examples save their figures
 
 
@@ -65,6 +66,16 @@ def make_train_step(loss_fn: Callable[..., Any], *, takes_model: bool = False,
         return value[1] if has_aux else value
 
     return train_step
+
+
+def init_model(build: Callable[[], M]) -> M:
+    """``build()``, a model's constructor call, traced and compiled as one program.
+
+    Called eagerly, every initializer compiles on its own for every parameter shape, which
+    takes seconds on CPU even for a small network; the parameters come out the same. Build a
+    model once this way and ``nnx.clone`` it for every run that starts from it.
+    """
+    return nnx.jit(build)()
 
 
 def batches(rng: np.random.Generator, size: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -170,8 +181,8 @@ Cell = float | str
 
 
 class Table:
-    """A plain-text table: a left-aligned label column, then one right-aligned column per name
-    (at least 6 characters wide), numbers formatted with that column's format spec."""
+    """A plain-text table: a left-aligned label column, then one column per name (at least 6
+    characters wide): numbers right-aligned in that column's format spec, text left-aligned."""
 
     def __init__(self, label_header: str, columns: Sequence[str], *, label_width: int = 0,
                  formats: str | Sequence[str] = ".3f") -> None:
@@ -180,14 +191,15 @@ class Table:
         if len(self.formats) != len(columns):
             raise ValueError(f"{len(columns)} columns but {len(self.formats)} formats")
         self.label_width = max(label_width, len(label_header))
-        self.header = self._line(label_header, list(columns))
+        self.header = self._line(label_header, [f"{name:>{width}}" for name, width
+                                                 in zip(columns, self.widths, strict=True)])
         self.rule = "-" * len(self.header)
 
     def _line(self, label: str, cells: Sequence[Cell]) -> str:
         text = "  ".join(
-            f"{cell:>{width}}" if isinstance(cell, str) else f"{cell:>{width}{spec}}"
+            f"{cell:<{width}}" if isinstance(cell, str) else f"{format(cell, spec):>{width}}"
             for cell, width, spec in zip(cells, self.widths, self.formats, strict=True))
-        return f"{label:<{self.label_width}}  {text}"
+        return f"{label:<{self.label_width}}  {text}".rstrip()
 
     def row(self, label: str, cells: Sequence[Cell]) -> str:
         return self._line(label, cells)

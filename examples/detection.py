@@ -286,8 +286,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def ciou(predicted: jax.Array, boxes: jax.Array) -> jax.Array:
         return jaxloss.ciou_loss(predicted, boxes)
 
+    initial = common.init_model(
+        lambda: BoxRegressor(args.base_channels, rngs=nnx.Rngs(args.seed)))
+
     def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = BoxRegressor(args.base_channels, rngs=nnx.Rngs(args.seed))  # same init
+        model = nnx.clone(initial)  # the same initialisation for every run
         schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
         optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
         return Run(name, model, optimizer, loss_fn)

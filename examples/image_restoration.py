@@ -168,8 +168,9 @@ def train(data: dict[str, np.ndarray], *, steps: int, batch_size: int, sigma: fl
     and their training-loss curves."""
     models, optimizers, step_fns, losses = {}, {}, {}, {}
     schedule = optax.cosine_decay_schedule(learning_rate, steps)
+    initial = common.init_model(lambda: Denoiser(channels, depth, rngs=nnx.Rngs(seed)))
     for name, loss_fn in LOSSES.items():
-        models[name] = Denoiser(channels, depth, rngs=nnx.Rngs(seed))  # same init for all
+        models[name] = nnx.clone(initial)  # the same initialisation for every loss
         optimizers[name] = nnx.Optimizer(models[name], optax.adam(schedule), wrt=nnx.Param)
         step_fns[name] = common.make_train_step(loss_fn)  # loss_fn(model(noisy), clean)
         losses[name] = []

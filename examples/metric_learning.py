@@ -151,12 +151,12 @@ def embed(model: Model, images: jax.Array) -> jax.Array:
     return model(images)
 
 
-def train(name: str, loss_fn: LossFn, data: dict[str, np.ndarray], *, steps: int,
-          batch_size: int, seed: int, learning_rate: float, shift: int,
+def train(name: str, loss_fn: LossFn, initial: Model, data: dict[str, np.ndarray], *,
+          steps: int, batch_size: int, seed: int, learning_rate: float, shift: int,
           noise: float) -> tuple[np.ndarray, Model]:
-    """Trains a fresh model (same seed, same corrupted batches for every loss); returns its
-    loss curve."""
-    model = Model(len(data["seen_digits"]), rngs=nnx.Rngs(seed))
+    """Trains a copy of ``initial`` (the same for every loss, as are the corrupted batches);
+    returns its loss curve and the trained model."""
+    model = nnx.clone(initial)
     optimizer = nnx.Optimizer(model, optax.adam(optax.cosine_decay_schedule(learning_rate, steps)),
                               wrt=nnx.Param)
     step_fn = common.make_train_step(loss_fn, takes_model=True)  # ArcFace needs its kernel
@@ -296,16 +296,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return (recall_at_1(e_seen, data["digit_seen"]), r_unseen), np.concatenate([e_seen,
                                                                                      e_unseen])
 
+    initial = common.init_model(lambda: Model(len(data["seen_digits"]),
+                                              rngs=nnx.Rngs(args.seed)))
     recalls: dict[str, tuple[float, float]] = {
         "raw pixels": (recall_at_1(data["x_seen"].reshape(len(x_seen), -1), data["digit_seen"]),
                        recall_at_1(data["x_unseen"].reshape(len(x_unseen), -1),
                                    data["digit_unseen"]) if has_unseen else float("nan")),
-        "untrained network": evaluate(Model(len(data["seen_digits"]),
-                                            rngs=nnx.Rngs(args.seed)))[0],
+        "untrained network": evaluate(initial)[0],
     }
     points: dict[str, np.ndarray] = {}
     for name, loss_fn in losses.items():
-        _, model = train(name, loss_fn, data, steps=args.steps, batch_size=args.batch_size,
+        _, model = train(name, loss_fn, initial, data, steps=args.steps, batch_size=args.batch_size,
                          seed=args.seed, learning_rate=args.learning_rate,
                          shift=args.shift, noise=args.noise)
         recalls[name], embeddings = evaluate(model)

@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # An "rbg" key (XLA's RngBitGenerator) for the initialisation: with the default threefry
     # key, compiling the initialisers' random draws takes ~20 s on CPU; this takes a few.
     key = jax.random.key(args.seed, impl="rbg")
-    graphdef, model_params = nnx.split(MultiTaskNet(args.base_channels, rngs=nnx.Rngs(key)))
+    graphdef, model_params = nnx.split(common.init_model(
+        lambda: MultiTaskNet(args.base_channels, rngs=nnx.Rngs(key))))
     learning_rate = optax.cosine_decay_schedule(args.learning_rate, args.steps)
     runs = make_runs(graphdef, model_params, learning_rate, args.seed)  # the same init for all
     schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)

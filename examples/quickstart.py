@@ -106,10 +106,12 @@ def predict(model: CNN, images: jax.Array) -> jax.Array:
     return jnp.argmax(model(images), axis=-1)
 
 
-def train(name: str, loss_fn: LossFn, data: dict[str, np.ndarray], *, steps: int,
-          batch_size: int, seed: int, learning_rate: float) -> tuple[np.ndarray, CNN]:
-    """Trains a fresh CNN (same seed, same batches for every loss); returns its loss curve."""
-    model = CNN(rngs=nnx.Rngs(seed))
+def train(name: str, loss_fn: LossFn, initial: CNN, data: dict[str, np.ndarray], *,
+          steps: int, batch_size: int, seed: int,
+          learning_rate: float) -> tuple[np.ndarray, CNN]:
+    """Trains a copy of ``initial`` (the same for every loss, as are the batches); returns its
+    loss curve and the trained model."""
+    model = nnx.clone(initial)
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
     step_fn = common.make_train_step(loss_fn)
     x_train, y_train = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
@@ -215,10 +217,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             logits, labels, class_weights=class_weights),
         "focal (γ=2)": lambda logits, labels: jaxloss.focal_loss(logits, labels, gamma=2.0),
     }
+    initial = common.init_model(lambda: CNN(rngs=nnx.Rngs(args.seed)))
     curves, recalls = {}, {}
     for name, loss_fn in losses.items():
-        curve, model = train(name, loss_fn, data, steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, learning_rate=args.learning_rate)
+        curve, model = train(name, loss_fn, initial, data, steps=args.steps,
+                             batch_size=args.batch_size, seed=args.seed,
+                             learning_rate=args.learning_rate)
         curves[name] = curve
         recalls[name] = per_class_recall(model, data["x_test"], data["y_test"])
 

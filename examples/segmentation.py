@@ -331,8 +331,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def lovasz(logits: jax.Array, labels: jax.Array) -> jax.Array:
         return jaxloss.lovasz_softmax_loss(logits, labels, classes="present")
 
+    initial = common.init_model(lambda: UNet(args.base_channels, rngs=nnx.Rngs(args.seed)))
+
     def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = UNet(args.base_channels, rngs=nnx.Rngs(args.seed))  # same init for every run
+        model = nnx.clone(initial)  # the same initialisation for every run
         schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
         optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
         return Run(name, model, optimizer, loss_fn)

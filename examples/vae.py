@@ -165,7 +165,7 @@ def train(data: dict[str, np.ndarray], *, epochs: int, batch_size: int, latent_d
           hidden: int, beta: float, learning_rate: float,
           seed: int) -> tuple[VAE, list[dict[str, float]]]:
     """Trains the VAE; prints and returns the ELBO terms of every epoch."""
-    model = VAE(latent_dim, hidden, rngs=nnx.Rngs(seed))
+    model = common.init_model(lambda: VAE(latent_dim, hidden, rngs=nnx.Rngs(seed)))
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
     step_fn = make_train_step(beta)
     x_train, x_test = jnp.asarray(data["x_train"]), jnp.asarray(data["x_test"])
