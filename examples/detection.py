@@ -205,7 +205,8 @@ def plot_boxes(runs: list[Run], images: np.ndarray, boxes: np.ndarray, path: Pat
     from matplotlib.patches import Rectangle
 
     columns = min(columns, len(images))
-    predictions = [np.asarray(predict(run.model, jnp.asarray(images[:columns])), np.float64)
+    # the whole held-out set, as the evaluation does: one compiled shape
+    predictions = [np.asarray(predict(run.model, jnp.asarray(images)), np.float64)[:columns]
                    for run in runs]
     plt = common.pyplot()
     fig, axes = plt.subplots(len(runs), columns, figsize=(1.7 * columns, 1.9 * len(runs) + 0.3),

@@ -312,6 +312,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         recalls[name], embeddings = evaluate(model)
         points[name] = pca_2d(embeddings)
     report(recalls, data)
+    untrained = recalls["untrained network"][0]
+    if recalls["batch-hard triplet"][0] <= untrained + 0.02:
+        print("\nbatch-hard triplet is no better than the untrained network on the seen classes: "
+              "trained from scratch, batch-hard mining tends to collapse every embedding onto "
+              "about the same distance (its loss settles at the margin), the failure mode "
+              "Hermans et al. (2017) warn about.")
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "metric_learning_embeddings.png"

@@ -244,7 +244,8 @@ def plot_masks(runs: list[Run], images: np.ndarray, labels: np.ndarray, path: Pa
 
     rows = min(rows, len(images))
     cmap = ListedColormap(CLASS_COLORS)
-    predictions = [np.asarray(predict(run.model, jnp.asarray(images[:rows]))) for run in runs]
+    # the whole held-out set, as the evaluation does: one compiled shape
+    predictions = [np.asarray(predict(run.model, jnp.asarray(images)))[:rows] for run in runs]
     plt = common.pyplot()
     titles = ["input", "ground truth"] + [run.name for run in runs]
     fig, axes = plt.subplots(rows, len(titles), figsize=(2.0 * len(titles), 2.0 * rows + 0.6),
