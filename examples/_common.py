@@ -1,5 +1,6 @@
-"""What the example scripts share: the jaxloss import, the training step, the batch
-schedule, the progress bar, the command line, smoothing, plotting and the table printer.
+"""What the example scripts share: the jaxloss import, model initialisation, the training
+step, the batch schedule, the progress bar, the command line (``--seed``, ``--out``,
+``--smoke``), the NumPy box IoU, smoothing, plotting and the table printer.
 
 Each example keeps its own data, model, losses and report; this module holds the
 plumbing around them, so that a script reads as "this data, this model, these
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import jax
 import matplotlib
 import numpy as np
+import optax
 from flax import nnx
 from tqdm import tqdm
 
@@ -76,6 +78,33 @@ def init_model(build: Callable[[], M]) -> M:
     model once this way and ``nnx.clone`` it for every run that starts from it.
     """
     return nnx.jit(build)()
+
+
+class Run:
+    """One training run: its model, optimizer and jitted step (:func:`make_train_step` of
+    ``loss_fn``), its loss per step and its held-out score during training, ``(step,
+    score)`` pairs. ``losses`` and ``scores`` start as copies of the given lists (a run that
+    branches off another one keeps its history)."""
+
+    def __init__(self, name: str, model: nnx.Module, optimizer: nnx.Optimizer,
+                 loss_fn: Callable[..., Any], *, losses: Sequence[jax.Array] = (),
+                 scores: Sequence[tuple[int, float]] = ()) -> None:
+        self.name = name
+        self.model = model
+        self.optimizer = optimizer
+        self.step_fn = make_train_step(loss_fn)
+        self.losses: list[jax.Array] = list(losses)
+        self.scores: list[tuple[int, float]] = list(scores)
+
+    @classmethod
+    def adam(cls, name: str, initial: nnx.Module, loss_fn: Callable[..., Any], *,
+             learning_rate: float, steps: int, **history: Any) -> Run:
+        """A run of a copy of ``initial`` with Adam, its learning rate decaying from
+        ``learning_rate`` to 0 over ``steps`` (cosine); ``history``: ``losses``, ``scores``."""
+        model = nnx.clone(initial)
+        schedule = optax.cosine_decay_schedule(learning_rate, steps)
+        return cls(name, model, nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param),
+                   loss_fn, **history)
 
 
 def batches(rng: np.random.Generator, size: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -46,7 +46,6 @@ import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
@@ -142,24 +141,11 @@ def predict(model: BoxRegressor, images: jax.Array) -> jax.Array:
     return model(images)
 
 
-class Run:
-    """One training run: its model, optimizer, loss curve and held-out mean IoU over time."""
-
-    def __init__(self, name: str, model: BoxRegressor, optimizer: nnx.Optimizer,
-                 loss_fn: LossFn) -> None:
-        self.name = name
-        self.model = model
-        self.optimizer = optimizer
-        self.step_fn = common.make_train_step(loss_fn)
-        self.losses: list[jax.Array] = []
-        self.mious: list[tuple[int, float]] = []
-
-
 def held_out_iou(model: BoxRegressor, images: jax.Array, boxes: np.ndarray) -> np.ndarray:
     return common.box_iou(np.asarray(predict(model, images), np.float64), boxes.astype(np.float64))
 
 
-def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
+def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, eval_every: int) -> None:
     """Every run for ``len(schedule)`` steps, in lock-step on the same batches."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
@@ -171,21 +157,21 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
                 run.losses.append(run.step_fn(run.model, run.optimizer, images, boxes))
             if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
                 for run in runs:
-                    run.mious.append((step + 1, float(held_out_iou(run.model, x_test,
-                                                                   y_test).mean())))
-                bar.set_postfix({run.name: f"IoU {run.mious[-1][1]:.3f}" for run in runs})
+                    run.scores.append((step + 1, float(held_out_iou(run.model, x_test,
+                                                                    y_test).mean())))
+                bar.set_postfix({run.name: f"IoU {run.scores[-1][1]:.3f}" for run in runs})
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def plot_curves(runs: list[Run], path: Path) -> None:
+def plot_curves(runs: list[common.Run], path: Path) -> None:
     fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.8))
     for run, color in zip(runs, RUN_COLORS, strict=False):
         curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
         steps = np.arange(1, curve.size + 1)
         common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.mious, strict=True) if run.mious else ((), ())
+        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
         ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
     for ax in (ax_loss, ax_iou):
         ax.set_xlabel("step")
@@ -199,7 +185,7 @@ def plot_curves(runs: list[Run], path: Path) -> None:
     common.save_figure(fig, path)
 
 
-def plot_boxes(runs: list[Run], images: np.ndarray, boxes: np.ndarray, path: Path,
+def plot_boxes(runs: list[common.Run], images: np.ndarray, boxes: np.ndarray, path: Path,
                columns: int = 8) -> None:
     """One row per loss: held-out images, the true box (green) and the predicted one."""
     from matplotlib.patches import Rectangle
@@ -290,11 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     initial = common.init_model(
         lambda: BoxRegressor(args.base_channels, rngs=nnx.Rngs(args.seed)))
 
-    def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = nnx.clone(initial)  # the same initialisation for every run
-        schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
-        optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
-        return Run(name, model, optimizer, loss_fn)
+    def fresh(loss_fn: LossFn, name: str) -> common.Run:  # the same initialisation for all
+        return common.Run.adam(name, initial, loss_fn, learning_rate=args.learning_rate,
+                               steps=args.steps)
 
     runs = [fresh(l1, "L1"), fresh(giou, "GIoU"), fresh(ciou, "CIoU")]
     schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)

@@ -42,7 +42,6 @@ import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
@@ -177,21 +176,7 @@ def iou_per_class(matrix: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
-class Run:
-    """One training run: its model, optimizer, loss curve and held-out mean IoU over time."""
-
-    def __init__(self, name: str, model: UNet, optimizer: nnx.Optimizer, loss_fn: LossFn,
-                 losses: list[jax.Array] | None = None,
-                 mious: list[tuple[int, float]] | None = None) -> None:
-        self.name = name
-        self.model = model
-        self.optimizer = optimizer
-        self.step_fn = common.make_train_step(loss_fn)
-        self.losses: list[jax.Array] = list(losses or [])
-        self.mious: list[tuple[int, float]] = list(mious or [])
-
-
-def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
+def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, first_step: int, label: str, eval_every: int) -> None:
     """Steps ``first_step .. len(schedule) - 1`` of every run, in lock-step on the same batches."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
@@ -204,7 +189,7 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
             if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
                 for run in runs:
                     iou = iou_per_class(confusion(run.model, x_test, y_test))
-                    run.mious.append((step + 1, float(np.nanmean(iou))))
+                    run.scores.append((step + 1, float(np.nanmean(iou))))  # mean IoU
                 bar.set_postfix({run.name.split()[-1]: f"{float(run.losses[-1]):.3f}"
                                  for run in runs})
 
@@ -212,7 +197,7 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
 # ----------------------------------------------------------------------------- report
 
 
-def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
+def plot_curves(runs: list[common.Run], branch_step: int, path: Path) -> None:
     plt = common.pyplot()
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -222,7 +207,7 @@ def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
         if run is runs[-1] and branch_step < curve.size:  # the Lovasz part of the last run
             steps, curve = steps[branch_step:], curve[branch_step:]
         common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.mious, strict=True) if run.mious else ((), ())
+        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
         ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
     for ax in (ax_loss, ax_iou):
         ax.axvline(branch_step, color="0.5", linestyle=":", linewidth=1)
@@ -237,7 +222,7 @@ def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
     common.save_figure(fig, path)
 
 
-def plot_masks(runs: list[Run], images: np.ndarray, labels: np.ndarray, path: Path,
+def plot_masks(runs: list[common.Run], images: np.ndarray, labels: np.ndarray, path: Path,
                rows: int = 6) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -334,11 +319,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     initial = common.init_model(lambda: UNet(args.base_channels, rngs=nnx.Rngs(args.seed)))
 
-    def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = nnx.clone(initial)  # the same initialisation for every run
-        schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
-        optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
-        return Run(name, model, optimizer, loss_fn)
+    def fresh(loss_fn: LossFn, name: str) -> common.Run:  # the same initialisation for all
+        return common.Run.adam(name, initial, loss_fn, learning_rate=args.learning_rate,
+                               steps=args.steps)
 
     ce_run, dice_run = fresh(cross_entropy, "cross-entropy"), fresh(dice_ce, "Dice+CE")
     schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
@@ -347,12 +330,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Runs 1 and 2 up to the branch point, then run 3 forks off run 2 (weights, curve so far).
     train([ce_run, dice_run], schedule[:branch], data, y_test, first_step=0,
           label="CE, Dice+CE", **kwargs)
-    lovasz_model = nnx.clone(dice_run.model)
-    lovasz_run = Run("Dice+CE → Lovász", lovasz_model,
-                     nnx.Optimizer(lovasz_model, optax.adam(optax.cosine_decay_schedule(
-                         args.finetune_learning_rate, max(1, args.finetune_steps))),
-                         wrt=nnx.Param),
-                     lovasz, losses=dice_run.losses, mious=dice_run.mious)
+    lovasz_run = common.Run.adam(  # a fresh Adam on a copy of run 2's weights
+        "Dice+CE → Lovász", dice_run.model, lovasz, learning_rate=args.finetune_learning_rate,
+        steps=max(1, args.finetune_steps), losses=dice_run.losses, scores=dice_run.scores)
     train([ce_run, dice_run, lovasz_run], schedule, data, y_test, first_step=branch,
           label="CE, Dice+CE, +Lovász", **kwargs)
     runs = [ce_run, dice_run, lovasz_run]

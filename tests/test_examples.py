@@ -251,6 +251,15 @@ def test_table_aligns_columns_and_formats_each_one() -> None:
         common.Table("", ["a", "b"], formats=[".3f"])
 
 
+def test_init_model_gives_the_parameters_of_the_eager_constructor() -> None:
+    common = _load("quickstart").common
+    jitted = common.init_model(lambda: nnx.Linear(3, 4, rngs=nnx.Rngs(5)))
+    eager = nnx.Linear(3, 4, rngs=nnx.Rngs(5))
+    np.testing.assert_array_equal(jitted.kernel[...], eager.kernel[...])
+    np.testing.assert_array_equal(jitted.bias[...], eager.bias[...])
+    assert not np.all(np.asarray(eager.kernel[...]) == 0.0)
+
+
 def test_smooth_is_an_exponential_moving_average() -> None:
     common = _load("quickstart").common
     values = np.array([1.0, 3.0, 3.0])
