@@ -161,7 +161,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, *,
                         help=f"directory for {out_help} (default: examples/out)")
     shown = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in smoke.items())
     parser.add_argument("--smoke", action="store_true",
-                        help=f"a seconds-long run that checks the script works end to end "
+                        help=f"a short run that checks the script works end to end "
                              f"(the tests' configuration): {shown}")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -30,7 +30,7 @@ IoU during training, and a grid of predicted against true boxes, as two PNGs.
 Run it with::
 
     python examples/detection.py                  # ~1.5-2.5 minutes on 2 CPU cores
-    python examples/detection.py --smoke          # seconds: 3 steps, checks that it runs
+    python examples/detection.py --smoke          # 3 steps: checks that it runs end to end
     python examples/detection.py --steps 400 --batch-size 32 --seed 1 --out /tmp/det
 """
 

@@ -38,7 +38,7 @@ L2 optimises) and L1 + SSIM with the clearly best SSIM.
 Run it with::
 
     python examples/image_restoration.py              # ~30-60 s on 2 CPU cores
-    python examples/image_restoration.py --smoke      # seconds: small crops and network
+    python examples/image_restoration.py --smoke      # 100 steps of a narrow network, small crops
     python examples/image_restoration.py --steps 600 --sigma 0.2 --seed 1 --out /tmp/ir
 """
 

@@ -35,7 +35,7 @@ raw pixels and the untrained network. The held-out embeddings are projected to
 Run it with::
 
     python examples/metric_learning.py              # ~1-2 minutes on 2 CPU cores
-    python examples/metric_learning.py --smoke      # seconds: 3 steps, checks that it runs
+    python examples/metric_learning.py --smoke      # 3 steps: checks that it runs end to end
     python examples/metric_learning.py --steps 500 --batch-size 64 --seed 1 --out /tmp/ml
 """
 

@@ -52,7 +52,7 @@ strategy) and a bar chart of the held-out metrics as two PNGs.
 Run it with::
 
     python examples/multitask.py                   # ~2-3 minutes on 2 CPU cores
-    python examples/multitask.py --smoke           # seconds: 3 steps, checks that it runs
+    python examples/multitask.py --smoke           # 3 steps: checks that it runs end to end
     python examples/multitask.py --steps 300 --batch-size 32 --seed 1 --out /tmp/mtl
 """
 

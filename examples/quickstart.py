@@ -18,7 +18,7 @@ and saves the three training-loss curves (and the recalls) as a PNG.
 Run it with::
 
     python examples/quickstart.py                 # ~1 minute on 2 CPU cores
-    python examples/quickstart.py --smoke         # seconds: 3 steps, checks that it runs
+    python examples/quickstart.py --smoke         # 3 steps: checks that it runs end to end
     python examples/quickstart.py --steps 300 --batch-size 32 --seed 1 --out /tmp/qs
 """
 

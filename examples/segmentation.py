@@ -26,7 +26,7 @@ grid of predicted masks as two PNGs.
 Run it with::
 
     python examples/segmentation.py                # ~1.5-2.5 minutes on 2 CPU cores
-    python examples/segmentation.py --smoke        # seconds: 3 steps, checks that it runs
+    python examples/segmentation.py --smoke        # 3 steps: checks that it runs end to end
     python examples/segmentation.py --steps 300 --batch-size 16 --seed 1 --out /tmp/seg
 """
 

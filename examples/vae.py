@@ -36,7 +36,7 @@ posterior mean) and a grid of samples from the prior (decoder probabilities at
 Run it with::
 
     python examples/vae.py                  # ~15-30 s on 2 CPU cores
-    python examples/vae.py --smoke          # seconds: 4 epochs, checks that it runs
+    python examples/vae.py --smoke          # 4 epochs: checks that it runs end to end
     python examples/vae.py --epochs 60 --latent-dim 2 --beta 0.5 --seed 1 --out /tmp/vae
 """
 
