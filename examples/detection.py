@@ -30,45 +30,32 @@ IoU during training, and a grid of predicted against true boxes, as two PNGs.
 Run it with::
 
     python examples/detection.py                  # ~1.5-2.5 minutes on 2 CPU cores
+    python examples/detection.py --smoke          # 3 steps: checks that it runs end to end
     python examples/detection.py --steps 400 --batch-size 32 --seed 1 --out /tmp/det
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
+import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
-import optax
 from flax import nnx
-from tqdm import tqdm
-
-matplotlib.use("Agg")  # render to files only; no display needed
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
 THRESHOLDS = (0.5, 0.75)  # the table reports the fraction of held-out boxes above these IoUs
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#9333ea")  # L1, GIoU, CIoU in both figures
 TRUE_COLOR = "#22c55e"  # the true box in the box grid
+# --smoke: the tests' quick run
+SMOKE = {"steps": 3, "batch_size": 8, "train_images": 64, "test_images": 16, "eval_every": 2}
 
-
-def _import_jaxloss() -> ModuleType:
-    """``import jaxloss``, also when the script runs from a checkout without installing it."""
-    try:
-        import jaxloss
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import jaxloss
-    return jaxloss
-
-
-jaxloss = _import_jaxloss()
+jaxloss = common.import_jaxloss()
 
 
 # ----------------------------------------------------------------------------- data
@@ -114,19 +101,6 @@ def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.nd
     return data
 
 
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU of matched ``xyxy`` boxes ``[..., 4]`` (NumPy, independent of jaxloss)."""
-    w = np.minimum(boxes1[..., 2], boxes2[..., 2]) - np.maximum(boxes1[..., 0], boxes2[..., 0])
-    h = np.minimum(boxes1[..., 3], boxes2[..., 3]) - np.maximum(boxes1[..., 1], boxes2[..., 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-
-    def area(b: np.ndarray) -> np.ndarray:
-        return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-
-    union = area(boxes1) + area(boxes2) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -162,63 +136,20 @@ class BoxRegressor(nnx.Module):
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def make_train_step(loss_fn: LossFn) -> Callable[..., jax.Array]:
-    """A jitted step: loss and gradients of ``loss_fn(model(images), boxes)``, one Adam update."""
-
-    @nnx.jit
-    def train_step(model: BoxRegressor, optimizer: nnx.Optimizer, images: jax.Array,
-                   boxes: jax.Array) -> jax.Array:
-        def objective(model: BoxRegressor) -> jax.Array:
-            return loss_fn(model(images), boxes)
-
-        loss, grads = nnx.value_and_grad(objective)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    return train_step
-
-
 @nnx.jit
 def predict(model: BoxRegressor, images: jax.Array) -> jax.Array:
     return model(images)
 
 
-def batch_schedule(seed: int, size: int, batch_size: int, steps: int) -> list[np.ndarray]:
-    """The indices of every step's batch (shuffled epochs, last partial batch dropped); the
-    same list for every run."""
-    rng = np.random.default_rng(seed)
-    batch_size = min(batch_size, size)
-    schedule: list[np.ndarray] = []
-    while len(schedule) < steps:
-        order = rng.permutation(size)
-        for start in range(0, size - batch_size + 1, batch_size):
-            schedule.append(order[start:start + batch_size])
-    return schedule[:steps]
-
-
-class Run:
-    """One training run: its model, optimizer, loss curve and held-out mean IoU over time."""
-
-    def __init__(self, name: str, model: BoxRegressor, optimizer: nnx.Optimizer,
-                 loss_fn: LossFn) -> None:
-        self.name = name
-        self.model = model
-        self.optimizer = optimizer
-        self.step_fn = make_train_step(loss_fn)
-        self.losses: list[jax.Array] = []
-        self.mious: list[tuple[int, float]] = []
-
-
 def held_out_iou(model: BoxRegressor, images: jax.Array, boxes: np.ndarray) -> np.ndarray:
-    return box_iou(np.asarray(predict(model, images), np.float64), boxes.astype(np.float64))
+    return common.box_iou(np.asarray(predict(model, images), np.float64), boxes.astype(np.float64))
 
 
-def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
+def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, eval_every: int) -> None:
     """Every run for ``len(schedule)`` steps, in lock-step on the same batches."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
-    with tqdm(range(len(schedule)), desc=", ".join(run.name for run in runs), unit="step",
-              leave=True, dynamic_ncols=True) as bar:
+    with common.progress(range(len(schedule)), ", ".join(run.name for run in runs)) as bar:
         for step in bar:
             index = jnp.asarray(schedule[step])
             images, boxes = x_train[index], y_train[index]
@@ -226,35 +157,21 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
                 run.losses.append(run.step_fn(run.model, run.optimizer, images, boxes))
             if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
                 for run in runs:
-                    run.mious.append((step + 1, float(held_out_iou(run.model, x_test,
-                                                                   y_test).mean())))
-                bar.set_postfix({run.name: f"IoU {run.mious[-1][1]:.3f}" for run in runs})
+                    run.scores.append((step + 1, float(held_out_iou(run.model, x_test,
+                                                                    y_test).mean())))
+                bar.set_postfix({run.name: f"IoU {run.scores[-1][1]:.3f}" for run in runs})
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def smooth(values: np.ndarray, span: int) -> np.ndarray:
-    """Exponential moving average (for readable loss curves)."""
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty_like(values)
-    running = values[0] if values.size else 0.0
-    for i, v in enumerate(values):
-        running = alpha * v + (1 - alpha) * running
-        out[i] = running
-    return out
-
-
-def plot_curves(runs: list[Run], path: Path) -> None:
-    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
-
-    fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.8))
+def plot_curves(runs: list[common.Run], path: Path) -> None:
+    fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.8))
     for run, color in zip(runs, RUN_COLORS, strict=False):
         curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
         steps = np.arange(1, curve.size + 1)
-        ax_loss.plot(steps, curve, color=color, alpha=0.25, linewidth=0.8)
-        ax_loss.plot(steps, smooth(curve, max(2, curve.size // 30)), color=color, label=run.name)
-        at, miou = zip(*run.mious, strict=True) if run.mious else ((), ())
+        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
+        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
         ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
     for ax in (ax_loss, ax_iou):
         ax.set_xlabel("step")
@@ -265,20 +182,19 @@ def plot_curves(runs: list[Run], path: Path) -> None:
     ax_loss.set_title("Training loss (each loss on its own scale)")
     ax_iou.set_ylabel("mean IoU with the true box (held-out set)")
     ax_iou.set_title("Held-out mean IoU during training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
-def plot_boxes(runs: list[Run], images: np.ndarray, boxes: np.ndarray, path: Path,
+def plot_boxes(runs: list[common.Run], images: np.ndarray, boxes: np.ndarray, path: Path,
                columns: int = 8) -> None:
     """One row per loss: held-out images, the true box (green) and the predicted one."""
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     columns = min(columns, len(images))
-    predictions = [np.asarray(predict(run.model, jnp.asarray(images[:columns])), np.float64)
+    # the whole held-out set, as the evaluation does: one compiled shape
+    predictions = [np.asarray(predict(run.model, jnp.asarray(images)), np.float64)[:columns]
                    for run in runs]
+    plt = common.pyplot()
     fig, axes = plt.subplots(len(runs), columns, figsize=(1.7 * columns, 1.9 * len(runs) + 0.3),
                              squeeze=False)
 
@@ -288,7 +204,7 @@ def plot_boxes(runs: list[Run], images: np.ndarray, boxes: np.ndarray, path: Pat
                                linewidth=1.6, linestyle=style))
 
     for r, (run, predicted, color) in enumerate(zip(runs, predictions, RUN_COLORS, strict=False)):
-        iou = box_iou(predicted, boxes[:columns].astype(np.float64))
+        iou = common.box_iou(predicted, boxes[:columns].astype(np.float64))
         for c in range(columns):
             ax = axes[r, c]
             ax.imshow(images[c, ..., 0], cmap="gray", vmin=-0.1, vmax=1.1)
@@ -302,29 +218,17 @@ def plot_boxes(runs: list[Run], images: np.ndarray, boxes: np.ndarray, path: Pat
         axes[r, 0].set_ylabel(run.name, color=color, fontsize=10)
     fig.suptitle("Held-out images: true box (green, solid) and predicted box (dashed)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
-def print_table(ious: dict[str, np.ndarray]) -> None:
-    names = list(ious)
-    widths = [max(len(n), 6) for n in names]
-    label_width = 16
-
-    def row(label: str, values: list[float]) -> str:
-        cells = "  ".join(f"{v:>{w}.3f}" for v, w in zip(values, widths, strict=True))
-        return f"{label:<{label_width}}  {cells}"
-
-    header = f"{'held-out boxes':<{label_width}}  " + "  ".join(
-        f"{n:>{w}}" for n, w in zip(names, widths, strict=True))
-    print("\nIoU of the predicted box with the true box, held-out set:")
-    print(header)
-    print("-" * len(header))
-    print(row("mean IoU", [float(ious[n].mean()) for n in names]))
-    print(row("median IoU", [float(np.median(ious[n])) for n in names]))
-    for threshold in THRESHOLDS:
-        print(row(f"IoU > {threshold}", [float(np.mean(ious[n] > threshold)) for n in names]))
+def report(ious: dict[str, np.ndarray]) -> None:
+    """The mean and median held-out IoU of every loss, and the fraction above THRESHOLDS."""
+    rows = [("mean IoU", [float(iou.mean()) for iou in ious.values()]),
+            ("median IoU", [float(np.median(iou)) for iou in ious.values()])]
+    rows += [(f"IoU > {threshold}", [float(np.mean(iou > threshold)) for iou in ious.values()])
+             for threshold in THRESHOLDS]
+    common.print_table("IoU of the predicted box with the true box, held-out set:",
+                       "held-out boxes", list(ious), rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -332,7 +236,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1000,
                         help="training steps per loss (the same budget for all three)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=2e-3,
                         help="initial Adam learning rate (cosine decay to 0 over --steps)")
     parser.add_argument("--base-channels", type=int, default=8,
@@ -341,9 +244,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-images", type=int, default=512)
     parser.add_argument("--eval-every", type=int, default=50,
                         help="steps between held-out mean-IoU evaluations (for the plot)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNGs (default: examples/out)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, smoke=SMOKE)
     if min(args.steps, args.batch_size, args.base_channels, args.train_images,
            args.test_images, args.eval_every) < 1:
         parser.error("--steps, --batch-size, --base-channels, --train-images, --test-images "
@@ -351,7 +252,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the example; returns the held-out IoU of every box per loss and the PNGs' paths."""
     args = parse_args(argv)
     start = time.perf_counter()
     data_np = make_data(args.seed, args.train_images, args.test_images)
@@ -371,18 +273,19 @@ def main(argv: list[str] | None = None) -> int:
     def ciou(predicted: jax.Array, boxes: jax.Array) -> jax.Array:
         return jaxloss.ciou_loss(predicted, boxes)
 
-    def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = BoxRegressor(args.base_channels, rngs=nnx.Rngs(args.seed))  # same init
-        schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
-        optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
-        return Run(name, model, optimizer, loss_fn)
+    initial = common.init_model(
+        lambda: BoxRegressor(args.base_channels, rngs=nnx.Rngs(args.seed)))
+
+    def fresh(loss_fn: LossFn, name: str) -> common.Run:  # the same initialisation for all
+        return common.Run.adam(name, initial, loss_fn, learning_rate=args.learning_rate,
+                               steps=args.steps)
 
     runs = [fresh(l1, "L1"), fresh(giou, "GIoU"), fresh(ciou, "CIoU")]
-    schedule = batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
+    schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
     train(runs, schedule, data, y_test, eval_every=args.eval_every)
 
     ious = {run.name: held_out_iou(run.model, data["x_test"], y_test) for run in runs}
-    print_table(ious)
+    report(ious)
     args.out.mkdir(parents=True, exist_ok=True)
     curves_path = args.out / "detection_losses.png"
     boxes_path = args.out / "detection_boxes.png"
@@ -391,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsaved the loss curves to {curves_path}")
     print(f"saved the predicted boxes to {boxes_path}")
     print(f"total time {time.perf_counter() - start:.1f} s")
-    return 0
+    return {"ious": ious, "pngs": (curves_path, boxes_path)}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -52,6 +52,7 @@ strategy) and a bar chart of the held-out metrics as two PNGs.
 Run it with::
 
     python examples/multitask.py                   # ~2-3 minutes on 2 CPU cores
+    python examples/multitask.py --smoke           # 3 steps: checks that it runs end to end
     python examples/multitask.py --steps 300 --batch-size 32 --seed 1 --out /tmp/mtl
 """
 
@@ -59,22 +60,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 import optax
 from flax import nnx
-from tqdm import tqdm
-
-matplotlib.use("Agg")  # render to files only; no display needed
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
 SHAPES = ("rectangle", "disc", "triangle", "cross")
@@ -86,19 +82,10 @@ FAMO_LR = 2.0  # FAMO's step size on its task logits (see make_runs)
 STRATEGIES = ("fixed weights", "uncertainty", "FAMO", "PCGrad")
 STRATEGY_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 METRICS = ("mask mIoU", "box IoU", "class acc")
+# --smoke: the tests' quick run
+SMOKE = {"steps": 3, "batch_size": 8, "train_images": 64, "test_images": 16}
 
-
-def _import_jaxloss() -> ModuleType:
-    """``import jaxloss``, also when the script runs from a checkout without installing it."""
-    try:
-        import jaxloss
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import jaxloss
-    return jaxloss
-
-
-jaxloss = _import_jaxloss()
+jaxloss = common.import_jaxloss()
 
 # ----------------------------------------------------------------------------- data
 
@@ -298,19 +285,6 @@ def _predict(graphdef: nnx.GraphDef, params: nnx.State, images: jax.Array) -> di
 # ----------------------------------------------------------------------------- metrics
 
 
-def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
-    """IoU of matched ``xyxy`` boxes ``[..., 4]`` (NumPy, independent of jaxloss)."""
-    w = np.minimum(boxes1[..., 2], boxes2[..., 2]) - np.maximum(boxes1[..., 0], boxes2[..., 0])
-    h = np.minimum(boxes1[..., 3], boxes2[..., 3]) - np.maximum(boxes1[..., 1], boxes2[..., 1])
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-
-    def area(b: np.ndarray) -> np.ndarray:
-        return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-
-    union = area(boxes1) + area(boxes2) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def mask_miou(predicted: np.ndarray, target: np.ndarray) -> float:
     """Mean over {background, object} of the IoU accumulated over the whole set."""
     ious = []
@@ -327,26 +301,13 @@ def evaluate(graphdef: nnx.GraphDef, params: nnx.State,
     out = jax.device_get(_predict(graphdef, params, jnp.asarray(data["x_test"])))
     return {
         "mask mIoU": mask_miou(np.asarray(out["mask"]), data["mask_test"]),
-        "box IoU": float(box_iou(np.asarray(out["box"], np.float64),
+        "box IoU": float(common.box_iou(np.asarray(out["box"], np.float64),
                                  data["box_test"].astype(np.float64)).mean()),
         "class acc": float(np.mean(np.asarray(out["class"]) == data["class_test"])),
     }
 
 
 # ----------------------------------------------------------------------------- training
-
-
-def batch_schedule(seed: int, size: int, batch_size: int, steps: int) -> list[np.ndarray]:
-    """The indices of every step's batch (shuffled epochs, last partial batch dropped); the
-    same list for every run."""
-    rng = np.random.default_rng(seed)
-    batch_size = min(batch_size, size)
-    schedule: list[np.ndarray] = []
-    while len(schedule) < steps:
-        order = rng.permutation(size)
-        for start in range(0, size - batch_size + 1, batch_size):
-            schedule.append(order[start:start + batch_size])
-    return schedule[:steps]
 
 
 class Run:
@@ -410,8 +371,7 @@ def make_runs(graphdef: nnx.GraphDef, model_params: nnx.State,
 
 def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array]) -> None:
     """Every run for ``len(schedule)`` steps, in lock-step on the same batches."""
-    with tqdm(range(len(schedule)), desc="4 strategies", unit="step", leave=True,
-              dynamic_ncols=True) as bar:
+    with common.progress(range(len(schedule)), "4 strategies") as bar:
         for step in bar:
             index = jnp.asarray(schedule[step])
             batch = {"x": data["x_train"][index], "mask": data["mask_train"][index],
@@ -426,23 +386,10 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
 # ----------------------------------------------------------------------------- report
 
 
-def smooth(values: np.ndarray, span: int) -> np.ndarray:
-    """Exponential moving average (for readable loss curves)."""
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty_like(values)
-    running = values[0] if values.size else 0.0
-    for i, v in enumerate(values):
-        running = alpha * v + (1 - alpha) * running
-        out[i] = running
-    return out
-
-
 def plot_losses(runs: list[Run], path: Path) -> None:
     """One column per task: its (unweighted) training loss, a line per strategy (top), and the
     share of the update the loss weightings gave it, ``w_k / sum_j w_j`` (bottom)."""
-    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
-
-    fig, axes = plt.subplots(2, len(TASKS), figsize=(15, 7.6), sharex=True,
+    fig, axes = common.pyplot().subplots(2, len(TASKS), figsize=(15, 7.6), sharex=True,
                              gridspec_kw={"height_ratios": (3, 2)})
     for run, color in zip(runs, STRATEGY_COLORS, strict=True):
         curves = np.asarray(jax.device_get(run.losses), dtype=np.float64)   # [steps, K]
@@ -453,7 +400,7 @@ def plot_losses(runs: list[Run], path: Path) -> None:
         for k in range(len(TASKS)):
             ax, ax_share = axes[0, k], axes[1, k]
             ax.plot(steps, curves[:, k], color=color, alpha=0.18, linewidth=0.7)
-            ax.plot(steps, smooth(curves[:, k], span), color=color, linewidth=1.6,
+            ax.plot(steps, common.smooth(curves[:, k], span), color=color, linewidth=1.6,
                     label=run.name)
             if np.all(np.isfinite(share[:, k])):
                 ax_share.plot(steps, share[:, k], color=color, linewidth=1.6, label=run.name)
@@ -469,17 +416,13 @@ def plot_losses(runs: list[Run], path: Path) -> None:
     axes[1, 0].set_ylabel("share of the task in the update\nw_k / sum_j w_j (loss weightings)")
     fig.suptitle("Per-task training loss under each multi-task strategy "
                  "(same network, initialisation and batches)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def plot_metrics(metrics: dict[str, dict[str, float]], ms: dict[str, float],
                  path: Path) -> None:
     """Grouped bars: the held-out task metrics per strategy, and the time per step."""
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax_time) = plt.subplots(1, 2, figsize=(12, 4.4),
+    fig, (ax, ax_time) = common.pyplot().subplots(1, 2, figsize=(12, 4.4),
                                       gridspec_kw={"width_ratios": (3, 1.2)})
     names = list(metrics)
     width = 0.8 / len(names)
@@ -502,26 +445,24 @@ def plot_metrics(metrics: dict[str, dict[str, float]], ms: dict[str, float],
     ax_time.set_title("Time per step")
     ax_time.tick_params(axis="x", labelrotation=30)
     ax_time.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
-def print_table(runs: list[Run], metrics: dict[str, dict[str, float]]) -> None:
+def report(runs: list[Run], metrics: dict[str, dict[str, float]]) -> None:
+    """The held-out metrics, the time per step (also relative to the fixed-weight baseline)
+    and the final task weights of every strategy."""
     base = runs[0].ms_per_step
-    header = (f"{'strategy':<14}  {'mask mIoU':>9}  {'box IoU':>7}  {'class acc':>9}  "
-              f"{'ms/step':>7}  {'x fixed':>7}  final weights (mask, box, class)")
-    print("\nHeld-out metrics (higher is better) and training time per step:")
-    print(header)
-    print("-" * len(header))
+    rows = []
     for run in runs:
-        m = metrics[run.name]
         last = np.asarray(run.weights[-1], np.float64)
         weights = ("(none: gradient-level)" if np.all(np.isnan(last))
                    else "  ".join(f"{w:.3f}" for w in last))
-        print(f"{run.name:<14}  {m['mask mIoU']:>9.3f}  {m['box IoU']:>7.3f}  "
-              f"{m['class acc']:>9.3f}  {run.ms_per_step:>7.1f}  "
-              f"{run.ms_per_step / base:>7.2f}  {weights}")
+        rows.append((run.name, [*(metrics[run.name][m] for m in METRICS), run.ms_per_step,
+                                run.ms_per_step / base, weights]))
+    common.print_table("Held-out metrics (higher is better) and training time per step:",
+                       "strategy", [*METRICS, "ms/step", "x fixed",
+                                    "final weights (mask, box, class)"],
+                       rows, formats=[".3f"] * len(METRICS) + [".1f", ".2f", ""])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -529,16 +470,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=400,
                         help="training steps per strategy (the same budget for all four)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-3,
                         help="initial Adam learning rate (cosine decay to 0 over --steps)")
     parser.add_argument("--base-channels", type=int, default=8,
                         help="trunk channels at full resolution (x2 per stage)")
     parser.add_argument("--train-images", type=int, default=2048)
     parser.add_argument("--test-images", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNGs (default: examples/out)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, smoke=SMOKE)
     if min(args.steps, args.batch_size, args.base_channels, args.train_images,
            args.test_images) < 1:
         parser.error("--steps, --batch-size, --base-channels, --train-images and "
@@ -546,7 +484,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the example; returns the held-out metrics and the time per step of every strategy
+    and the PNGs' paths."""
     args = parse_args(argv)
     start = time.perf_counter()
     data_np = make_data(args.seed, args.train_images, args.test_images)
@@ -560,14 +500,15 @@ def main(argv: list[str] | None = None) -> int:
     # An "rbg" key (XLA's RngBitGenerator) for the initialisation: with the default threefry
     # key, compiling the initialisers' random draws takes ~20 s on CPU; this takes a few.
     key = jax.random.key(args.seed, impl="rbg")
-    graphdef, model_params = nnx.split(MultiTaskNet(args.base_channels, rngs=nnx.Rngs(key)))
+    graphdef, model_params = nnx.split(common.init_model(
+        lambda: MultiTaskNet(args.base_channels, rngs=nnx.Rngs(key))))
     learning_rate = optax.cosine_decay_schedule(args.learning_rate, args.steps)
     runs = make_runs(graphdef, model_params, learning_rate, args.seed)  # the same init for all
-    schedule = batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
+    schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
     train(runs, schedule, data)
 
     metrics = {run.name: evaluate(graphdef, run.params["model"], data_np) for run in runs}
-    print_table(runs, metrics)
+    report(runs, metrics)
     args.out.mkdir(parents=True, exist_ok=True)
     losses_path = args.out / "multitask_losses.png"
     metrics_path = args.out / "multitask_metrics.png"
@@ -576,8 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsaved the per-task loss curves to {losses_path}")
     print(f"saved the task metrics to {metrics_path}")
     print(f"total time {time.perf_counter() - start:.1f} s")
-    return 0
+    return {"metrics": metrics, "ms_per_step": {run.name: run.ms_per_step for run in runs},
+            "pngs": (losses_path, metrics_path)}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

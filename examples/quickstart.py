@@ -18,45 +18,32 @@ and saves the three training-loss curves (and the recalls) as a PNG.
 Run it with::
 
     python examples/quickstart.py                 # ~1 minute on 2 CPU cores
+    python examples/quickstart.py --smoke         # 3 steps: checks that it runs end to end
     python examples/quickstart.py --steps 300 --batch-size 32 --seed 1 --out /tmp/qs
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
+import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 import optax
 from flax import nnx
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from tqdm import tqdm
-
-matplotlib.use("Agg")  # render to files only; no display needed
 
 NUM_CLASSES = 10
 MINORITY = (5, 6, 7, 8, 9)  # classes cut to --minority-fraction of the training split
+SMOKE = {"steps": 3, "batch_size": 16}  # --smoke: the tests' quick run
 
-
-def _import_jaxloss() -> ModuleType:
-    """``import jaxloss``, also when the script runs from a checkout without installing it."""
-    try:
-        import jaxloss
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import jaxloss
-    return jaxloss
-
-
-jaxloss = _import_jaxloss()
+jaxloss = common.import_jaxloss()
 
 
 # ----------------------------------------------------------------------------- data
@@ -114,47 +101,23 @@ class CNN(nnx.Module):
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def make_train_step(loss_fn: LossFn) -> Callable[..., jax.Array]:
-    """A jitted step: loss and gradients of ``loss_fn(model(images), labels)``, one Adam update."""
-
-    @nnx.jit
-    def train_step(model: CNN, optimizer: nnx.Optimizer, images: jax.Array,
-                   labels: jax.Array) -> jax.Array:
-        def objective(model: CNN) -> jax.Array:
-            return loss_fn(model(images), labels)
-
-        loss, grads = nnx.value_and_grad(objective)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    return train_step
-
-
 @nnx.jit
 def predict(model: CNN, images: jax.Array) -> jax.Array:
     return jnp.argmax(model(images), axis=-1)
 
 
-def batches(rng: np.random.Generator, size: int, batch_size: int) -> Iterator[np.ndarray]:
-    """Indices of shuffled mini-batches, epoch after epoch (the last partial batch dropped)."""
-    batch_size = min(batch_size, size)
-    while True:
-        order = rng.permutation(size)
-        for start in range(0, size - batch_size + 1, batch_size):
-            yield order[start:start + batch_size]
-
-
-def train(name: str, loss_fn: LossFn, data: dict[str, np.ndarray], *, steps: int,
-          batch_size: int, seed: int, learning_rate: float) -> tuple[np.ndarray, CNN]:
-    """Trains a fresh CNN (same seed, same batches for every loss); returns its loss curve."""
-    model = CNN(rngs=nnx.Rngs(seed))
+def train(name: str, loss_fn: LossFn, initial: CNN, data: dict[str, np.ndarray], *,
+          steps: int, batch_size: int, seed: int,
+          learning_rate: float) -> tuple[np.ndarray, CNN]:
+    """Trains a copy of ``initial`` (the same for every loss, as are the batches); returns its
+    loss curve and the trained model."""
+    model = nnx.clone(initial)
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
-    step_fn = make_train_step(loss_fn)
+    step_fn = common.make_train_step(loss_fn)
     x_train, y_train = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
-    index_stream = batches(np.random.default_rng(seed), len(data["y_train"]), batch_size)
+    index_stream = common.batches(np.random.default_rng(seed), len(data["y_train"]), batch_size)
     losses = []
-    with tqdm(range(steps), desc=f"{name:>14}", unit="step", leave=True,
-              dynamic_ncols=True) as bar:
+    with common.progress(range(steps), f"{name:>14}") as bar:
         for step in bar:
             index = jnp.asarray(next(index_stream))
             losses.append(step_fn(model, optimizer, x_train[index], y_train[index]))
@@ -171,27 +134,13 @@ def per_class_recall(model: CNN, images: np.ndarray, labels: np.ndarray) -> np.n
 # ----------------------------------------------------------------------------- report
 
 
-def smooth(values: np.ndarray, span: int) -> np.ndarray:
-    """Exponential moving average (for readable loss curves)."""
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty_like(values)
-    running = values[0] if values.size else 0.0
-    for i, v in enumerate(values):
-        running = alpha * v + (1 - alpha) * running
-        out[i] = running
-    return out
-
-
 def plot(curves: dict[str, np.ndarray], recalls: dict[str, np.ndarray], path: Path,
          minority_fraction: float) -> None:
-    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
-
+    plt = common.pyplot()
     fig, (ax_loss, ax_recall) = plt.subplots(1, 2, figsize=(12, 5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (name, curve), color in zip(curves.items(), colors, strict=False):
-        steps = np.arange(1, curve.size + 1)
-        ax_loss.plot(steps, curve, color=color, alpha=0.25, linewidth=0.8)
-        ax_loss.plot(steps, smooth(curve, max(2, curve.size // 30)), color=color, label=name)
+        common.plot_curve(ax_loss, np.arange(1, curve.size + 1), curve, color=color, label=name)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("training loss (log scale; faint: per batch, solid: smoothed)")
@@ -214,51 +163,35 @@ def plot(curves: dict[str, np.ndarray], recalls: dict[str, np.ndarray], path: Pa
     ax_recall.set_title("Per-class test recall")
     ax_recall.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8,
                      frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path, dpi=120)
 
 
-def print_table(recalls: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> None:
+def report(recalls: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> None:
+    """The per-class recall table, with the minority mean and the balanced accuracy."""
     train_counts = np.bincount(data["y_train"], minlength=NUM_CLASSES)
     test_counts = np.bincount(data["y_test"], minlength=NUM_CLASSES)
     minority = np.array(MINORITY)
-    summaries = (("minority mean recall", lambda r: r[minority].mean()),
-                 ("balanced accuracy", lambda r: r.mean()))
-    names = list(recalls)
-    widths = [max(len(n), 6) for n in names]
-    label_width = max(len(label) for label, _ in summaries)
-
-    def row(label: str, values: list[float]) -> str:
-        cells = "  ".join(f"{v:>{w}.3f}" for v, w in zip(values, widths, strict=True))
-        return f"{label:<{label_width}}  {cells}"
-
-    columns = f"{'class':<5}  {'train':>5}  {'test':>4}"
-    header = f"{columns:<{label_width}}  " + "  ".join(
-        f"{n:>{w}}" for n, w in zip(names, widths, strict=True))
-    print("\nPer-class recall on the held-out test split (* = minority class in training):")
-    print(header)
-    print("-" * len(header))
+    rows: list[tuple[str, list[float]] | None] = []
     for c in range(NUM_CLASSES):
         mark = "*" if c in MINORITY else " "
-        label = f"{c:>4}{mark}  {train_counts[c]:>5}  {test_counts[c]:>4}"
-        print(row(label, [recalls[n][c] for n in names]))
-    print("-" * len(header))
-    for label, fn in summaries:
-        print(row(label, [fn(recalls[n]) for n in names]))
+        rows.append((f"{c:>4}{mark}  {train_counts[c]:>5}  {test_counts[c]:>4}",
+                     [r[c] for r in recalls.values()]))
+    rows.append(None)
+    rows.append(("minority mean recall", [r[minority].mean() for r in recalls.values()]))
+    rows.append(("balanced accuracy", [r.mean() for r in recalls.values()]))
+    common.print_table(
+        "Per-class recall on the held-out test split (* = minority class in training):",
+        f"{'class':<5}  {'train':>5}  {'test':>4}", list(recalls), rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="training steps per loss")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--minority-fraction", type=float, default=0.1,
                         help="fraction of classes 5-9 kept in the training split")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for quickstart_losses.png (default: examples/out)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="quickstart_losses.png")
     if args.steps < 1 or args.batch_size < 1:
         parser.error("--steps and --batch-size must be >= 1")
     if not 0.0 < args.minority_fraction <= 1.0:
@@ -266,7 +199,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the example; returns the per-class test recalls and training-loss curves of every
+    loss and the PNG's path."""
     args = parse_args(argv)
     start = time.perf_counter()
     data = load_data(args.seed, args.minority_fraction)
@@ -282,21 +217,23 @@ def main(argv: list[str] | None = None) -> int:
             logits, labels, class_weights=class_weights),
         "focal (γ=2)": lambda logits, labels: jaxloss.focal_loss(logits, labels, gamma=2.0),
     }
+    initial = common.init_model(lambda: CNN(rngs=nnx.Rngs(args.seed)))
     curves, recalls = {}, {}
     for name, loss_fn in losses.items():
-        curve, model = train(name, loss_fn, data, steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, learning_rate=args.learning_rate)
+        curve, model = train(name, loss_fn, initial, data, steps=args.steps,
+                             batch_size=args.batch_size, seed=args.seed,
+                             learning_rate=args.learning_rate)
         curves[name] = curve
         recalls[name] = per_class_recall(model, data["x_test"], data["y_test"])
 
-    print_table(recalls, data)
+    report(recalls, data)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "quickstart_losses.png"
     plot(curves, recalls, path, args.minority_fraction)
     print(f"\nsaved the loss curves to {path}")
     print(f"total time {time.perf_counter() - start:.1f} s")
-    return 0
+    return {"recalls": recalls, "losses": curves, "png": path}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

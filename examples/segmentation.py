@@ -26,46 +26,33 @@ grid of predicted masks as two PNGs.
 Run it with::
 
     python examples/segmentation.py                # ~1.5-2.5 minutes on 2 CPU cores
+    python examples/segmentation.py --smoke        # 3 steps: checks that it runs end to end
     python examples/segmentation.py --steps 300 --batch-size 16 --seed 1 --out /tmp/seg
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
+import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
-import optax
 from flax import nnx
-from tqdm import tqdm
-
-matplotlib.use("Agg")  # render to files only; no display needed
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
 CLASS_NAMES = ("background", "rectangle", "disc", "cross")
 NUM_CLASSES = len(CLASS_NAMES)
 # background, rectangle, disc, cross (the colours of the mask grid)
 CLASS_COLORS = ("#1a1a1a", "#3b82f6", "#f59e0b", "#ef4444")
+# --smoke: the tests' quick run (the last of its 3 steps is the Lovasz fine-tune)
+SMOKE = {"steps": 3, "batch_size": 8, "train_images": 32, "test_images": 8, "eval_every": 2}
 
-
-def _import_jaxloss() -> ModuleType:
-    """``import jaxloss``, also when the script runs from a checkout without installing it."""
-    try:
-        import jaxloss
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import jaxloss
-    return jaxloss
-
-
-jaxloss = _import_jaxloss()
+jaxloss = common.import_jaxloss()
 
 
 # ----------------------------------------------------------------------------- data
@@ -169,38 +156,9 @@ class UNet(nnx.Module):
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def make_train_step(loss_fn: LossFn) -> Callable[..., jax.Array]:
-    """A jitted step: loss and gradients of ``loss_fn(model(images), labels)``, one Adam update."""
-
-    @nnx.jit
-    def train_step(model: UNet, optimizer: nnx.Optimizer, images: jax.Array,
-                   labels: jax.Array) -> jax.Array:
-        def objective(model: UNet) -> jax.Array:
-            return loss_fn(model(images), labels)
-
-        loss, grads = nnx.value_and_grad(objective)(model)
-        optimizer.update(model, grads)
-        return loss
-
-    return train_step
-
-
 @nnx.jit
 def predict(model: UNet, images: jax.Array) -> jax.Array:
     return jnp.argmax(model(images), axis=-1)
-
-
-def batch_schedule(seed: int, size: int, batch_size: int, steps: int) -> list[np.ndarray]:
-    """The indices of every step's batch (shuffled epochs, last partial batch dropped); the
-    same list for every run."""
-    rng = np.random.default_rng(seed)
-    batch_size = min(batch_size, size)
-    schedule: list[np.ndarray] = []
-    while len(schedule) < steps:
-        order = rng.permutation(size)
-        for start in range(0, size - batch_size + 1, batch_size):
-            schedule.append(order[start:start + batch_size])
-    return schedule[:steps]
 
 
 def confusion(model: UNet, images: jax.Array, labels: np.ndarray) -> np.ndarray:
@@ -218,26 +176,11 @@ def iou_per_class(matrix: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
-class Run:
-    """One training run: its model, optimizer, loss curve and held-out mean IoU over time."""
-
-    def __init__(self, name: str, model: UNet, optimizer: nnx.Optimizer, loss_fn: LossFn,
-                 losses: list[jax.Array] | None = None,
-                 mious: list[tuple[int, float]] | None = None) -> None:
-        self.name = name
-        self.model = model
-        self.optimizer = optimizer
-        self.step_fn = make_train_step(loss_fn)
-        self.losses: list[jax.Array] = list(losses or [])
-        self.mious: list[tuple[int, float]] = list(mious or [])
-
-
-def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
+def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, first_step: int, label: str, eval_every: int) -> None:
     """Steps ``first_step .. len(schedule) - 1`` of every run, in lock-step on the same batches."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
-    with tqdm(range(first_step, len(schedule)), desc=f"{label:>22}", unit="step", leave=True,
-              dynamic_ncols=True) as bar:
+    with common.progress(range(first_step, len(schedule)), f"{label:>22}") as bar:
         for step in bar:
             index = jnp.asarray(schedule[step])
             images, labels = x_train[index], y_train[index]
@@ -246,7 +189,7 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
             if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
                 for run in runs:
                     iou = iou_per_class(confusion(run.model, x_test, y_test))
-                    run.mious.append((step + 1, float(np.nanmean(iou))))
+                    run.scores.append((step + 1, float(np.nanmean(iou))))  # mean IoU
                 bar.set_postfix({run.name.split()[-1]: f"{float(run.losses[-1]):.3f}"
                                  for run in runs})
 
@@ -254,20 +197,8 @@ def train(runs: list[Run], schedule: list[np.ndarray], data: dict[str, jax.Array
 # ----------------------------------------------------------------------------- report
 
 
-def smooth(values: np.ndarray, span: int) -> np.ndarray:
-    """Exponential moving average (for readable loss curves)."""
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty_like(values)
-    running = values[0] if values.size else 0.0
-    for i, v in enumerate(values):
-        running = alpha * v + (1 - alpha) * running
-        out[i] = running
-    return out
-
-
-def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
-    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
-
+def plot_curves(runs: list[common.Run], branch_step: int, path: Path) -> None:
+    plt = common.pyplot()
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for run, color in zip(runs, colors, strict=False):
@@ -275,9 +206,8 @@ def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
         steps = np.arange(1, curve.size + 1)
         if run is runs[-1] and branch_step < curve.size:  # the Lovasz part of the last run
             steps, curve = steps[branch_step:], curve[branch_step:]
-        ax_loss.plot(steps, curve, color=color, alpha=0.25, linewidth=0.8)
-        ax_loss.plot(steps, smooth(curve, max(2, curve.size // 30)), color=color, label=run.name)
-        at, miou = zip(*run.mious, strict=True) if run.mious else ((), ())
+        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
+        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
         ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
     for ax in (ax_loss, ax_iou):
         ax.axvline(branch_step, color="0.5", linestyle=":", linewidth=1)
@@ -289,20 +219,19 @@ def plot_curves(runs: list[Run], branch_step: int, path: Path) -> None:
     ax_loss.set_title("Training loss (each loss on its own scale)")
     ax_iou.set_ylabel("mean IoU over the 4 classes (held-out set)")
     ax_iou.set_title(f"Held-out mean IoU  (dotted: Lovász fine-tune starts at step {branch_step})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
-def plot_masks(runs: list[Run], images: np.ndarray, labels: np.ndarray, path: Path,
+def plot_masks(runs: list[common.Run], images: np.ndarray, labels: np.ndarray, path: Path,
                rows: int = 6) -> None:
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     rows = min(rows, len(images))
     cmap = ListedColormap(CLASS_COLORS)
-    predictions = [np.asarray(predict(run.model, jnp.asarray(images[:rows]))) for run in runs]
+    # the whole held-out set, as the evaluation does: one compiled shape
+    predictions = [np.asarray(predict(run.model, jnp.asarray(images)))[:rows] for run in runs]
+    plt = common.pyplot()
     titles = ["input", "ground truth"] + [run.name for run in runs]
     fig, axes = plt.subplots(rows, len(titles), figsize=(2.0 * len(titles), 2.0 * rows + 0.6),
                              squeeze=False)
@@ -320,31 +249,19 @@ def plot_masks(runs: list[Run], images: np.ndarray, labels: np.ndarray, path: Pa
     handles = [Patch(color=color, label=name) for name, color in zip(CLASS_NAMES, CLASS_COLORS,
                                                                       strict=True)]
     fig.legend(handles=handles, loc="lower center", ncol=NUM_CLASSES, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path, rect=(0, 0.04, 1, 1))
 
 
-def print_table(ious: dict[str, np.ndarray], y_test: np.ndarray) -> None:
+def report(ious: dict[str, np.ndarray], y_test: np.ndarray) -> None:
+    """The per-class IoU table, with the mean IoU over all classes and over the foreground."""
     share = np.bincount(y_test.reshape(-1), minlength=NUM_CLASSES) / y_test.size
-    names = list(ious)
-    widths = [max(len(n), 6) for n in names]
-    label_width = max(len(c) for c in CLASS_NAMES) + 9
-
-    def row(label: str, values: list[float]) -> str:
-        cells = "  ".join(f"{v:>{w}.3f}" for v, w in zip(values, widths, strict=True))
-        return f"{label:<{label_width}}  {cells}"
-
-    header = f"{'class   (pixels)':<{label_width}}  " + "  ".join(
-        f"{n:>{w}}" for n, w in zip(names, widths, strict=True))
-    print("\nPer-class IoU on the held-out set:")
-    print(header)
-    print("-" * len(header))
-    for c, name in enumerate(CLASS_NAMES):
-        print(row(f"{name:<10} ({share[c]:5.1%})", [ious[n][c] for n in names]))
-    print("-" * len(header))
-    print(row("mean IoU", [float(np.nanmean(ious[n])) for n in names]))
-    print(row("mean IoU, foreground", [float(np.nanmean(ious[n][1:])) for n in names]))
+    rows: list[tuple[str, list[float]] | None] = [
+        (f"{name:<10} ({share[c]:5.1%})", [iou[c] for iou in ious.values()])
+        for c, name in enumerate(CLASS_NAMES)]
+    rows.append(None)
+    rows.append(("mean IoU", [float(np.nanmean(iou)) for iou in ious.values()]))
+    rows.append(("mean IoU, foreground", [float(np.nanmean(iou[1:])) for iou in ious.values()]))
+    common.print_table("Per-class IoU on the held-out set:", "class   (pixels)", list(ious), rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -355,7 +272,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="of these, the last steps of run 3 use the Lovasz loss "
                              "(default: a quarter of --steps)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-3,
                         help="initial Adam learning rate (cosine decay to 0 over --steps)")
     parser.add_argument("--finetune-learning-rate", type=float, default=5e-4,
@@ -367,9 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-images", type=int, default=256)
     parser.add_argument("--eval-every", type=int, default=25,
                         help="steps between held-out mean-IoU evaluations (for the plot)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNGs (default: examples/out)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, smoke=SMOKE)
     if min(args.steps, args.batch_size, args.base_channels, args.train_images,
            args.test_images, args.eval_every) < 1:
         parser.error("--steps, --batch-size, --base-channels, --train-images, --test-images "
@@ -381,7 +295,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the example; returns the held-out per-class IoU of every run and the PNGs' paths."""
     args = parse_args(argv)
     start = time.perf_counter()
     data_np = make_data(args.seed, args.train_images, args.test_images)
@@ -402,32 +317,29 @@ def main(argv: list[str] | None = None) -> int:
     def lovasz(logits: jax.Array, labels: jax.Array) -> jax.Array:
         return jaxloss.lovasz_softmax_loss(logits, labels, classes="present")
 
-    def fresh(loss_fn: LossFn, name: str) -> Run:
-        model = UNet(args.base_channels, rngs=nnx.Rngs(args.seed))  # same init for every run
-        schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
-        optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
-        return Run(name, model, optimizer, loss_fn)
+    initial = common.init_model(lambda: UNet(args.base_channels, rngs=nnx.Rngs(args.seed)))
+
+    def fresh(loss_fn: LossFn, name: str) -> common.Run:  # the same initialisation for all
+        return common.Run.adam(name, initial, loss_fn, learning_rate=args.learning_rate,
+                               steps=args.steps)
 
     ce_run, dice_run = fresh(cross_entropy, "cross-entropy"), fresh(dice_ce, "Dice+CE")
-    schedule = batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
+    schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
     branch = args.steps - args.finetune_steps
     kwargs = {"eval_every": args.eval_every}
     # Runs 1 and 2 up to the branch point, then run 3 forks off run 2 (weights, curve so far).
     train([ce_run, dice_run], schedule[:branch], data, y_test, first_step=0,
           label="CE, Dice+CE", **kwargs)
-    lovasz_model = nnx.clone(dice_run.model)
-    lovasz_run = Run("Dice+CE → Lovász", lovasz_model,
-                     nnx.Optimizer(lovasz_model, optax.adam(optax.cosine_decay_schedule(
-                         args.finetune_learning_rate, max(1, args.finetune_steps))),
-                         wrt=nnx.Param),
-                     lovasz, losses=dice_run.losses, mious=dice_run.mious)
+    lovasz_run = common.Run.adam(  # a fresh Adam on a copy of run 2's weights
+        "Dice+CE → Lovász", dice_run.model, lovasz, learning_rate=args.finetune_learning_rate,
+        steps=max(1, args.finetune_steps), losses=dice_run.losses, scores=dice_run.scores)
     train([ce_run, dice_run, lovasz_run], schedule, data, y_test, first_step=branch,
           label="CE, Dice+CE, +Lovász", **kwargs)
     runs = [ce_run, dice_run, lovasz_run]
 
     ious = {run.name: iou_per_class(confusion(run.model, data["x_test"], y_test))
             for run in runs}
-    print_table(ious, y_test)
+    report(ious, y_test)
     args.out.mkdir(parents=True, exist_ok=True)
     curves_path = args.out / "segmentation_losses.png"
     masks_path = args.out / "segmentation_masks.png"
@@ -436,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsaved the loss curves to {curves_path}")
     print(f"saved the predicted masks to {masks_path}")
     print(f"total time {time.perf_counter() - start:.1f} s")
-    return 0
+    return {"ious": ious, "pngs": (curves_path, masks_path)}
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -36,45 +36,33 @@ posterior mean) and a grid of samples from the prior (decoder probabilities at
 Run it with::
 
     python examples/vae.py                  # ~15-30 s on 2 CPU cores
+    python examples/vae.py --smoke          # 4 epochs: checks that it runs end to end
     python examples/vae.py --epochs 60 --latent-dim 2 --beta 0.5 --seed 1 --out /tmp/vae
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 import optax
 from flax import nnx
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-matplotlib.use("Agg")  # render to files only; no display needed
-
 SIDE = 8  # digits are SIDE x SIDE grey images
 PIXELS = SIDE * SIDE
+SMOKE = {"epochs": 4}  # --smoke: the tests' quick run (the -ELBO already falls clearly)
+COLUMNS = ("train recon", "train KL", "train -ELBO", "test recon", "test KL", "test -ELBO")
 
-
-def _import_jaxloss() -> ModuleType:
-    """``import jaxloss``, also when the script runs from a checkout without installing it."""
-    try:
-        import jaxloss
-    except ModuleNotFoundError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        import jaxloss
-    return jaxloss
-
-
-jaxloss = _import_jaxloss()
+jaxloss = common.import_jaxloss()
 
 
 # ----------------------------------------------------------------------------- data
@@ -137,22 +125,16 @@ def elbo_terms(model: VAE, x: jax.Array, key: jax.Array) -> tuple[jax.Array, jax
 
 
 def make_train_step(beta: float) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    """A jitted step on ``mean(reconstruction + beta * KL)``; returns the batch means of the
-    two terms."""
+    """A jitted step ``(model, optimizer, x, key)`` on ``mean(reconstruction + beta * KL)``;
+    returns the batch means of the two terms."""
 
-    @nnx.jit
-    def train_step(model: VAE, optimizer: nnx.Optimizer, x: jax.Array,
-                   key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        def objective(model: VAE) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-            reconstruction, kl = elbo_terms(model, x, key)
-            loss = jnp.mean(reconstruction) + beta * jnp.mean(kl)
-            return loss, (jnp.mean(reconstruction), jnp.mean(kl))
+    def objective(model: VAE, x: jax.Array,
+                  key: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        reconstruction, kl = elbo_terms(model, x, key)
+        loss = jnp.mean(reconstruction) + beta * jnp.mean(kl)
+        return loss, (jnp.mean(reconstruction), jnp.mean(kl))
 
-        (_, terms), grads = nnx.value_and_grad(objective, has_aux=True)(model)
-        optimizer.update(model, grads)
-        return terms
-
-    return train_step
+    return common.make_train_step(objective, takes_model=True, has_aux=True)
 
 
 @nnx.jit
@@ -183,22 +165,21 @@ def train(data: dict[str, np.ndarray], *, epochs: int, batch_size: int, latent_d
           hidden: int, beta: float, learning_rate: float,
           seed: int) -> tuple[VAE, list[dict[str, float]]]:
     """Trains the VAE; prints and returns the ELBO terms of every epoch."""
-    model = VAE(latent_dim, hidden, rngs=nnx.Rngs(seed))
+    model = common.init_model(lambda: VAE(latent_dim, hidden, rngs=nnx.Rngs(seed)))
     optimizer = nnx.Optimizer(model, optax.adam(learning_rate), wrt=nnx.Param)
     step_fn = make_train_step(beta)
     x_train, x_test = jnp.asarray(data["x_train"]), jnp.asarray(data["x_test"])
-    rng = np.random.default_rng(seed)
+    index_stream = common.batches(np.random.default_rng(seed), len(x_train), batch_size)
+    steps_per_epoch = len(x_train) // min(batch_size, len(x_train))
     key = jax.random.key(seed)
-    batch_size = min(batch_size, len(x_train))
     history: list[dict[str, float]] = []
-    print(f"\n{'epoch':>5}  {'train recon':>11}  {'train KL':>8}  {'train -ELBO':>11}  "
-          f"{'test recon':>10}  {'test KL':>7}  {'test -ELBO':>10}")
+    table = common.Table("epoch", COLUMNS, label_width=5)
+    print(f"\n{table.header}")
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x_train))
         terms = []
-        for start in range(0, len(order) - batch_size + 1, batch_size):
+        for _ in range(steps_per_epoch):
             key, step_key = jax.random.split(key)
-            index = jnp.asarray(order[start:start + batch_size])
+            index = jnp.asarray(next(index_stream))
             terms.append(step_fn(model, optimizer, x_train[index], step_key))
         recon, kl = (float(v) for v in np.mean(np.asarray(jax.device_get(terms)), axis=0))
         key, eval_key = jax.random.split(key)
@@ -206,8 +187,8 @@ def train(data: dict[str, np.ndarray], *, epochs: int, batch_size: int, latent_d
         history.append({"epoch": epoch, "recon": recon, "kl": kl, "loss": recon + kl,
                         "test_recon": test_recon, "test_kl": test_kl,
                         "test_loss": test_recon + test_kl})
-        print(f"{epoch:>5}  {recon:>11.3f}  {kl:>8.3f}  {recon + kl:>11.3f}  "
-              f"{test_recon:>10.3f}  {test_kl:>7.3f}  {test_recon + test_kl:>10.3f}")
+        print(table.row(f"{epoch:>5}", [recon, kl, recon + kl, test_recon, test_kl,
+                                        test_recon + test_kl]))
     return model, history
 
 
@@ -228,8 +209,7 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
 
 def plot(history: list[dict[str, float]], originals: np.ndarray, reconstructions: np.ndarray,
          samples: np.ndarray, path: Path, floor: float) -> None:
-    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
-
+    plt = common.pyplot()
     fig = plt.figure(figsize=(13, 4.6))
     grid = fig.add_gridspec(1, 3, width_ratios=(1.25, 1.25, 1.0))
     ax = fig.add_subplot(grid[0])
@@ -261,9 +241,7 @@ def plot(history: list[dict[str, float]], originals: np.ndarray, reconstructions
     ax.imshow(tile(samples, 8), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title("samples from the prior, z ~ N(0, I)", fontsize=10)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -275,10 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=1.0,
                         help="weight of the KL term in the training objective (1: the ELBO)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for vae_samples.png (default: examples/out)")
-    args = parser.parse_args(argv)
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="vae_samples.png")
     if min(args.epochs, args.batch_size, args.latent_dim, args.hidden) < 1:
         parser.error("--epochs, --batch-size, --latent-dim and --hidden must be >= 1")
     if not args.beta >= 0.0:
