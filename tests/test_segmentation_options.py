@@ -225,6 +225,15 @@ def test_small_channels_last_shapes_still_run():
     labels = jnp.asarray(rng.integers(0, C, size=(2, 3, 3)), jnp.int32)
     for name in ALL_CLASS_LOSSES:
         assert np.isfinite(float(_fn(name, PER_IMAGE[name])(tiny, labels))), name
+    # One-hot targets and more classes than the width: refused with the default axis=-1,
+    # accepted when the layout is stated with a non-negative class axis.
+    onehot = jax.nn.one_hot(labels, C)
+    with pytest.raises(ValueError, match="channels-last"):
+        jaxloss.dice_loss(tiny, onehot)
+    np.testing.assert_allclose(jaxloss.dice_loss(tiny, onehot, axis=3),
+                               jaxloss.dice_loss(tiny, labels), rtol=1e-6)
+    multilabel = (rng.random((2, 3, 3, C)) < 0.5).astype(np.float32)
+    assert np.isfinite(float(jaxloss.dice_loss(tiny, multilabel, mode="multilabel", axis=3)))
     volume = jnp.asarray(rng.normal(size=(2, 5, 6, 4, C)), jnp.float32)
     onehot = jax.nn.one_hot(jnp.asarray(rng.integers(0, C, size=(2, 5, 6, 4))), C)
     assert np.isfinite(float(jaxloss.dice_loss(volume, onehot)))

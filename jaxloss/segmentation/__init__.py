@@ -20,7 +20,8 @@ Conventions (DESIGN.md):
   or volume (rank >= 4) with more classes than its width (the last spatial
   axis) is taken for a channels-first array and refused with the same
   message. Such a channels-last input (more classes than pixels across) can
-  be given with integer targets.
+  be given with integer targets, or with the class axis as a non-negative
+  index (``axis=3`` for ``(N, H, W, C)``), which states the layout.
 * Soft counts per image and class: ``TP = sum p t``, ``|P| = sum p``,
   ``|T| = sum t``, so ``FP = |P| - TP`` and ``FN = |T| - TP``. With
   ``per_image=True`` the unreduced loss is ``(N, C)``; with

@@ -15,6 +15,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -65,7 +66,8 @@ def check_layout(logits: Array, name: str = "logits") -> None:
 
     Called only when the targets have the logits' full shape (one-hot,
     probabilities, binary and multilabel targets) and the class axis is the
-    last one: integer class-index targets fix the layout by their own shape
+    default ``axis=-1`` (a non-negative ``axis``, even the last one, states the
+    layout): integer class-index targets fix the layout by their own shape
     (``_checks.class_targets`` gives the channels-first hint when they fit
     axis 1 instead). The rule is ``_checks.check_channels_last``'s: an image
     or volume with more classes than its width (the last spatial axis) is
@@ -125,6 +127,9 @@ def prepare(
     ignore_index = check_ignore_index(ignore_index)
     logits = _checks.float_input(logits, "logits")
     _checks.check_rank(logits, "logits", min_rank=min_rank)
+    # The layout rule runs for the default axis=-1 only: a non-negative class axis, even the
+    # last one (axis=3 for (N, H, W, C)), states the layout explicitly.
+    guess_layout = isinstance(axis, (int, np.integer)) and int(axis) == -1
     axis = _checks.normalize_axis(axis, logits.ndim)
     if axis == 0:
         raise ValueError(
@@ -138,9 +143,8 @@ def prepare(
             f"ignore_index={ignore_index} needs integer targets; got {targets.dtype} targets. "
             "Use where= (or zero rows of the one-hot) to drop pixels of float targets."
         )
-    last = axis == logits.ndim - 1
     if mode == "multiclass":
-        if is_float and last and targets.shape == logits.shape:
+        if is_float and guess_layout and targets.shape == logits.shape:
             check_layout(logits)
         positions = None
         if keep is not None:
@@ -177,7 +181,7 @@ def prepare(
     if not (is_float or is_label):
         raise TypeError(f"targets must be 0/1 labels or floats; got dtype {targets.dtype}.")
     _checks.check_same_shape(targets, "targets", logits, "logits")
-    if last:
+    if guess_layout:
         check_layout(logits)
     compute, dtype = (_checks.compute_dtype(logits) if is_label
                       else _checks.compute_dtype(logits, targets))
