@@ -7,6 +7,7 @@ is not selected, so that ``0 * inf`` never reaches the backward pass.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -103,3 +104,20 @@ def bce_with_logits(x: Array, t: Array, pos_weight: Array | None) -> Array:
         return jnp.maximum(x, zero) - x * t + softplus_neg_abs(x)
     log_weight = 1 + (pos_weight - 1) * t
     return (1 - t) * x + log_weight * (softplus_neg_abs(x) + jnp.maximum(-x, zero))
+
+
+def sigmoid_focal_values(x: Array, t: Array, *, gamma: Array, alpha: Array | None) -> Array:
+    """Elementwise sigmoid focal loss of logits ``x`` against targets ``t`` in ``[0, 1]``.
+
+    ``alpha_t (1 - p_t)^gamma BCE(x, t)`` (Lin et al.; torchvision's
+    ``sigmoid_focal_loss``, MONAI's ``FocalLoss(use_softmax=False)``), with
+    ``1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)`` (no cancellation) and the
+    power from :func:`safe_pow`, so the gradient is finite at saturated logits
+    also for ``0 < gamma < 1``. ``alpha=None`` disables the weighting;
+    ``alpha_t = alpha t + (1 - alpha)(1 - t)``.
+    """
+    one_minus_pt = t * jax.nn.sigmoid(-x) + (1 - t) * jax.nn.sigmoid(x)
+    values = bce_with_logits(x, t, None) * safe_pow(one_minus_pt, gamma)
+    if alpha is not None:
+        values = (alpha * t + (1 - alpha) * (1 - t)) * values
+    return values

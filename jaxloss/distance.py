@@ -92,9 +92,15 @@ def distance_transform(
 
     Equal to ``scipy.ndimage.distance_transform_edt(mask, sampling=s)`` on
     each image, computed in JAX (``jit``/``vmap``-able, no host callback).
-    Convention: where an image has no zero element at all, the distance is
-    ``inf`` (scipy returns distances to a point outside the array there).
-    The result carries no gradient (it is a function of a mask).
+    Convention: an image with no zero element at all has no distance to
+    measure; every element gets the length of the grid's diagonal,
+    :math:`\sqrt{\sum_a (L_a s_a)^2}` over the spatial axes (finite, never
+    ``inf``, and larger than any distance to a zero inside the grid, so adding
+    a zero anywhere only lowers the map). scipy returns distances to a point
+    outside the array there; the maps built on this transform
+    (:func:`signed_distance_map`, the boundary and Hausdorff maps) are 0 for
+    such an image, as in MONAI. The result carries no gradient (it is a
+    function of a mask).
 
     Args:
       mask: array of any dtype; nonzero (True) elements are foreground.
@@ -105,7 +111,7 @@ def distance_transform(
         default: every axis (as scipy).
 
     Returns:
-      float32 distances of the shape of ``mask``.
+      float32 distances of the shape of ``mask``, finite everywhere.
 
     Raises:
       ValueError: a bad ``sampling`` or ``spatial_axes``.
@@ -117,6 +123,10 @@ def distance_transform(
       >>> jaxloss.distance_transform(mask)
       Array([[2.       , 1.       , 0.       ],
              [2.236068 , 1.4142135, 1.       ]], dtype=float32)
+      >>> jaxloss.distance_transform(jnp.ones((3, 4)))  # no zero: the diagonal, 5
+      Array([[5., 5., 5., 5.],
+             [5., 5., 5., 5.],
+             [5., 5., 5., 5.]], dtype=float32)
 
     References:
       Felzenszwalb & Huttenlocher, `Distance Transforms of Sampled Functions
@@ -126,7 +136,11 @@ def distance_transform(
     mask = jnp.asarray(mask)
     axes, spacings = _spatial_setup(mask, sampling, spatial_axes)
     foreground = _as_bool(jax.lax.stop_gradient(mask))
-    squared = jnp.where(foreground, jnp.float32(jnp.inf), jnp.float32(0.0))
+    # Foreground starts at the squared diagonal D^2 instead of inf: every real distance to a
+    # zero is below D, so the min-plus passes are exact, and an image without zeros ends at D.
+    diagonal_sq = float(sum((mask.shape[a] * s) ** 2 for a, s in zip(axes, spacings,
+                                                                     strict=True)))
+    squared = jnp.where(foreground, jnp.float32(diagonal_sq), jnp.float32(0.0))
     for axis, spacing in zip(axes, spacings, strict=True):  # static: <= 3 spatial axes
         squared = _min_plus_pass(squared, axis, spacing)
     return jnp.sqrt(squared)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -60,9 +61,31 @@ def test_large_image_uses_chunks():
 
 def test_all_background_and_all_foreground():
     assert np.all(np.asarray(jaxloss.distance_transform(np.zeros((4, 5)))) == 0)
-    assert np.all(np.isinf(np.asarray(jaxloss.distance_transform(np.ones((4, 5))))))
+    # DESIGN item 7: a mask with no zero gives the grid's diagonal, sqrt(4^2 + 5^2), not inf
+    # (the old contract was inf).
+    np.testing.assert_allclose(np.asarray(jaxloss.distance_transform(np.ones((4, 5)))),
+                               np.full((4, 5), np.hypot(4.0, 5.0)), rtol=1e-6)
     for full in (np.zeros((4, 5)), np.ones((4, 5))):
         assert np.all(np.asarray(jaxloss.signed_distance_map(full)) == 0)
+
+
+def test_mask_without_zero_is_finite_under_jit():
+    masks = np.ones((3, 6, 4, 2), bool)
+    masks[0, 2, 1, 0] = False  # one image-channel with a zero, the others full
+    edt = jax.jit(lambda m: jaxloss.distance_transform(m, spatial_axes=(1, 2),
+                                                       sampling=(2.0, 0.5)))(masks)
+    edt = np.asarray(edt)
+    assert np.all(np.isfinite(edt))
+    np.testing.assert_allclose(edt[1:], np.hypot(6 * 2.0, 4 * 0.5), rtol=1e-6)
+    np.testing.assert_allclose(edt[..., 1], np.hypot(6 * 2.0, 4 * 0.5), rtol=1e-6)
+    _assert_edt_close(edt[0, :, :, 0],
+                      ndimage.distance_transform_edt(masks[0, :, :, 0], sampling=(2.0, 0.5)))
+    # Every real distance is below the diagonal: adding a zero only lowers the map.
+    assert edt[0, :, :, 0].max() < np.hypot(12.0, 2.0)
+    signed = jax.jit(lambda m: jaxloss.signed_distance_map(m, spatial_axes=(1, 2)))(masks)
+    assert np.all(np.asarray(signed)[1:] == 0) and np.all(np.isfinite(np.asarray(signed)))
+    grad = jax.grad(lambda x: jnp.sum(jaxloss.distance_transform(x > 0)))(jnp.ones((3, 3)))
+    assert np.all(np.asarray(grad) == 0)
 
 
 @settings(max_examples=15, deadline=None)
