@@ -242,8 +242,9 @@ def test_ssd_mines_exactly_the_hardest_negatives(seed, ratio):
     logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(seed), n=4, a=30,
                                                       c=4, positive_rate=0.2)
     expected, mined_sets = _numpy_ssd(logits, regression, labels, targets, ratio)
+    # The per-image normaliser is an option since the batch normaliser became the default.
     value = jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
-                                      neg_pos_ratio=ratio, reduction="none")
+                                      neg_pos_ratio=ratio, normalize="image", reduction="none")
     np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-5, atol=1e-6)
     # The CE gradient (softmax - onehot) is nonzero exactly on the anchors that count.
     grad = jax.grad(lambda x: jaxloss.ssd_multibox_loss(
@@ -414,3 +415,136 @@ def test_errors_name_the_argument():
         jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 3), np.float32), np.array([0, 4]))
     with pytest.raises(ValueError, match="mask_targets"):
         jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 4), np.float32), np.array([0, 1]))
+
+
+# ------------------------------------------------------------------ no silent wrong answers
+
+def test_ssd_out_of_range_labels_raise_eagerly_and_give_nan_under_jit():
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(4), n=3, a=10, c=3)
+    for bad_label in (3, -1):
+        bad = labels.copy()
+        bad[1, 2] = bad_label
+        with pytest.raises(ValueError, match="cls_targets"):
+            jaxloss.ssd_multibox_loss(logits, regression, bad, targets)
+        jitted = jax.jit(lambda lab, r="none": jaxloss.ssd_multibox_loss(
+            logits, regression, lab, targets, reduction=r), static_argnames="r")
+        values = np.asarray(jitted(bad))
+        assert np.isnan(values[1]) and np.all(np.isfinite(values[[0, 2]])), values
+        for reduction in ("mean", "sum"):
+            assert np.isnan(float(jitted(bad, reduction))), reduction
+        # An image dropped by where does not count, whatever its labels.
+        keep = np.array([True, False, True])
+        masked = jax.jit(lambda lab, w=keep: jaxloss.ssd_multibox_loss(
+            logits, regression, lab, targets, where=w))(bad)
+        np.testing.assert_allclose(float(masked), float(jaxloss.ssd_multibox_loss(
+            logits[keep], regression[keep], labels[keep], targets[keep])), rtol=1e-6)
+
+
+def test_mask_rcnn_out_of_range_labels_raise_eagerly_and_give_nan_under_jit():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
+    targets = (rng.random((4, 3, 3)) < 0.5).astype(np.float32)
+    for bad_label in (2, -1):
+        labels = np.array([0, bad_label, 1, 0], np.int32)
+        with pytest.raises(ValueError, match="labels"):
+            jaxloss.mask_rcnn_mask_loss(logits, targets, labels)
+        jitted = jax.jit(lambda lab, r="none": jaxloss.mask_rcnn_mask_loss(
+            logits, targets, lab, reduction=r), static_argnames="r")
+        values = np.asarray(jitted(labels))
+        assert np.all(np.isnan(values[1])) and np.all(np.isfinite(values[[0, 2, 3]]))
+        assert np.isnan(float(jitted(labels, "mean")))
+        # A dropped RoI's label does not poison the loss.
+        value = jax.jit(lambda lab: jaxloss.mask_rcnn_mask_loss(
+            logits, targets, lab, where=np.array([True, False, True, True])))(labels)
+        assert np.isfinite(float(value))
+
+
+@pytest.mark.parametrize("name", IOU_LOSSES)
+def test_inverted_target_boxes_raise_eagerly_and_give_nan_under_jit(name):
+    """DESIGN item 6: the clipped intersection would score an inverted target box like a
+    disjoint one; instead it raises eagerly and its pair's loss is NaN under jit."""
+    fn = getattr(jaxloss, name)
+    rng = np.random.default_rng(6)
+    p, t = random_xyxy(rng, (5,)), random_xyxy(rng, (5,))
+    inverted = t.copy()
+    inverted[1] = t[1][[2, 1, 0, 3]]          # x2 < x1
+    inverted[3] = t[3][[0, 3, 2, 1]]          # y2 < y1
+    with pytest.raises(ValueError, match="targets"):
+        fn(p, inverted)
+    with pytest.raises(ValueError, match="negative width"):
+        fn(_xyxy_to(p, "xywh"), _xyxy_to(inverted, "xywh"), box_format="xywh")
+    values = np.asarray(jax.jit(lambda a, b: fn(a, b, reduction="none"))(p, inverted))
+    assert np.all(np.isnan(values[[1, 3]])) and np.all(np.isfinite(values[[0, 2, 4]]))
+    assert np.isnan(float(jax.jit(fn)(p, inverted)))
+    # Gradients of the other pairs are untouched; the poisoned pairs get none.
+    grad = np.asarray(jax.jit(jax.grad(lambda a, b: jnp.sum(jnp.where(
+        jnp.isnan(fn(a, b, reduction="none")), 0.0, fn(a, b, reduction="none")))))(p, inverted))
+    expected = np.asarray(jax.grad(lambda a: jnp.sum(fn(a, t, reduction="none")))(p))
+    np.testing.assert_allclose(grad[[0, 2, 4]], expected[[0, 2, 4]], rtol=1e-5, atol=1e-6)
+    assert np.all(grad[[1, 3]] == 0)
+    # where= drops an inverted pair (it is replaced before the check).
+    keep = np.array([True, False, True, False, True])
+    np.testing.assert_allclose(float(jax.jit(lambda a, b: fn(a, b, where=keep))(p, inverted)),
+                               float(fn(p[keep], t[keep])), rtol=1e-6)
+    # Zero-area targets (x2 == x1) stay legal and finite, eagerly and under jit.
+    flat = t.copy()
+    flat[:, 2] = flat[:, 0]
+    assert np.all(np.isfinite(np.asarray(fn(p, flat, reduction="none"))))
+    value, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(p, flat)
+    assert _finite(value) and _finite(grads)
+
+
+def test_giou_analytic_derivative_equals_autodiff_of_the_formula():
+    """giou_loss's custom_jvp against autodiff of the same formula: random pairs, ties
+    (identical and shared-edge boxes), zero-area and disjoint boxes; both arguments and a
+    traced eps; forward mode (jacfwd) too."""
+    from jaxloss.detection.iou_losses import _giou_forward
+
+    rng = np.random.default_rng(8)
+    p = np.round(random_xyxy(rng, (40,), high=6.0) * 2) / 2
+    t = np.round(random_xyxy(rng, (40,), high=6.0) * 2) / 2
+    t[:5] = p[:5]                                            # identical: every min/max ties
+    for extreme_p, extreme_t in extreme_box_pairs():
+        p = np.concatenate([p, extreme_p])
+        t = np.concatenate([t, extreme_t])
+    p, t = p.astype(np.float32), t.astype(np.float32)
+    scale = jnp.arange(len(p), dtype=jnp.float32)          # a cotangent that is not all ones
+    for eps in (1e-7, 0.0, 0.5):
+        e = jnp.float32(eps)
+
+        def ours(a, b, e):
+            return jnp.sum(scale * jaxloss.giou_loss(a, b, eps=e, reduction="none"))
+
+        def formula(a, b, e):
+            return jnp.sum(scale * _giou_forward(a, b, e))
+
+        got = jax.jit(jax.grad(ours, argnums=(0, 1, 2)))(p, t, e)
+        want = jax.grad(formula, argnums=(0, 1, 2))(p, t, e)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(jax.jacfwd(ours)(p, t, e)), np.asarray(want[0]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_ssd_axis_name_equals_the_global_batch():
+    """normalize="batch" divides by the global batch's positives: two shards mapped with an
+    axis name give the single-device loss and gradient."""
+    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(9), n=4, a=12, c=3)
+    labels[0] = 0
+
+    def global_loss(lg):
+        return jaxloss.ssd_multibox_loss(lg, regression, labels, targets)
+
+    def shard(arrays):
+        return [a.reshape((2, 2) + a.shape[1:]) for a in arrays]
+
+    def sharded(lg):
+        per_shard = jax.vmap(lambda x, r, lab, tg: jaxloss.ssd_multibox_loss(
+            x, r, lab, tg, axis_name="data"), axis_name="data")(
+            lg.reshape((2, 2) + lg.shape[1:]), *shard([regression, labels, targets]))
+        return per_shard[0]
+
+    np.testing.assert_allclose(float(jax.jit(sharded)(logits)), float(global_loss(logits)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.grad(sharded)(logits)),
+                               np.asarray(jax.grad(global_loss)(logits)), rtol=1e-5, atol=1e-7)
