@@ -173,6 +173,17 @@ def test_ciou_zero_height_box_takes_the_limit_value():
     assert _finite(grad)
 
 
+def test_ciou_finite_gradient_for_a_box_below_float32_resolution():
+    """Found by hypothesis: a box of width 0 and height 1.2e-38 made atan2's derivative
+    divide by w^2 + h^2, which underflows to 0; such a box counts as a point box."""
+    p = np.zeros((2, 4), np.float32)
+    p[1, 3] = np.finfo(np.float32).tiny
+    t = np.zeros((2, 4), np.float32)
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda a, b: jnp.sum(jaxloss.ciou_loss(a, b, reduction="none")), argnums=(0, 1)))(p, t)
+    assert _finite(value) and _finite(grads)
+
+
 def test_ciou_alpha_carries_no_gradient():
     rng = np.random.default_rng(0)
     p = random_xyxy(rng, (5,))

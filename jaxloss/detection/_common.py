@@ -97,12 +97,14 @@ def aspect_angle(w: Array, h: Array) -> Array:
     ``atan(w / h)`` for every ``h != 0`` and its limit ``+-pi/2`` at ``h = 0, w != 0``,
     where torchvision's ``atan(w / h)`` has the right value but a NaN gradient. At
     ``w = h = 0`` (a point box) the angle is defined as 0 with a 0 gradient (double
-    ``where``; torchvision gives NaN).
+    ``where``; torchvision gives NaN). So is it for a box whose ``w^2 + h^2`` is below
+    the dtype's smallest normal number (sides below ~1e-19 in float32): there
+    ``atan2``'s derivative ``(h, -w) / (w^2 + h^2)`` divides by an underflowed 0.
     """
     flip = h < 0
     num = jnp.where(flip, -w, w)
     den = jnp.where(flip, -h, h)
-    point = (num == 0) & (den == 0)
+    point = num * num + den * den < jnp.finfo(num.dtype).tiny
     safe_num = jnp.where(point, jnp.ones_like(num), num)
     safe_den = jnp.where(point, jnp.ones_like(den), den)
     return jnp.where(point, jnp.zeros_like(num), jnp.arctan2(safe_num, safe_den))

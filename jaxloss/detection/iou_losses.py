@@ -208,22 +208,22 @@ def _giou_partials(p: Array, t: Array, e: Array) -> tuple[Array, Array, Array, A
     g_area_c = d1 * r2 * r2
     g_eps = iou_r1 - (area_c - union) * r2 * r2
     g_i = jnp.where(overlap, g_inter - g_union, zero)                # through I, incl. U
-    gi_w, gi_h = g_i * oh, g_i * ow                                  # d/d ow, d/d oh
-    gc_w, gc_h = g_area_c * ch, g_area_c * cw                        # d/d cw, d/d ch
     # Shares of the prediction's coordinate in each min/max; the target gets the rest.
     s_lo_x, s_hi_x = _share(x1, a1, x1 > a1), _share(x2, a2, x2 < a2)
     s_lo_y, s_hi_y = _share(y1, b1, y1 > b1), _share(y2, b2, y2 < b2)
     s_cmin_x, s_cmax_x = _share(x1, a1, x1 < a1), _share(x2, a2, x2 > a2)
     s_cmin_y, s_cmax_y = _share(y1, b1, y1 < b1), _share(y2, b2, y2 > b2)
+    # The three per-box coefficients multiply (..., 4) terms that need no division: written
+    # as broadcasts, XLA computes the coefficients once per box instead of per coordinate.
+    coef_i, coef_u, coef_c = g_i[..., None], g_union[..., None], g_area_c[..., None]
 
     def coordinate_grads(s_lo_x, s_hi_x, s_lo_y, s_hi_y, s_cmin_x, s_cmax_x, s_cmin_y,
                          s_cmax_y, w, h):
-        return jnp.stack([
-            -gi_w * s_lo_x - g_union * h - gc_w * s_cmin_x,
-            -gi_h * s_lo_y - g_union * w - gc_h * s_cmin_y,
-            gi_w * s_hi_x + g_union * h + gc_w * s_cmax_x,
-            gi_h * s_hi_y + g_union * w + gc_h * s_cmax_y,
-        ], axis=-1)                                                   # [..., 4]
+        d_inter = jnp.stack([-oh * s_lo_x, -ow * s_lo_y, oh * s_hi_x, ow * s_hi_y], axis=-1)
+        d_area = jnp.stack([-h, -w, h, w], axis=-1)
+        d_enclosing = jnp.stack([-ch * s_cmin_x, -cw * s_cmin_y, ch * s_cmax_x,
+                                 cw * s_cmax_y], axis=-1)
+        return coef_i * d_inter + coef_u * d_area + coef_c * d_enclosing  # [..., 4]
 
     grad_p = coordinate_grads(s_lo_x, s_hi_x, s_lo_y, s_hi_y, s_cmin_x, s_cmax_x, s_cmin_y,
                               s_cmax_y, wp, hp)
