@@ -298,7 +298,7 @@ def test_giou_analytic_derivative_equals_autodiff_of_the_formula():
     """giou_loss's custom_jvp against autodiff of the same formula: random pairs, ties
     (identical and shared-edge boxes), zero-area and disjoint boxes; both arguments and a
     traced eps; forward mode (jacfwd) too."""
-    from jaxloss.detection.iou_losses import _giou_forward
+    from jaxloss.detection._giou import giou_forward as _giou_forward
 
     rng = np.random.default_rng(8)
     p = np.round(random_xyxy(rng, (40,), high=6.0) * 2) / 2
