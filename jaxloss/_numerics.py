@@ -121,3 +121,19 @@ def sigmoid_focal_values(x: Array, t: Array, *, gamma: Array, alpha: Array | Non
     if alpha is not None:
         values = (alpha * t + (1 - alpha) * (1 - t)) * values
     return values
+
+
+def smooth_l1(residual: Array, beta: Array) -> Array:
+    """Elementwise smooth L1 of a residual (torch's ``smooth_l1_loss``, unreduced), ``beta >= 0``.
+
+    ``q (|r| - q / 2) / beta`` with ``q = min(|r|, beta)`` is ``r^2 / (2 beta)`` inside
+    and ``|r| - beta / 2`` outside, with no elementwise select (it fuses with the
+    reduction). ``beta = 0`` takes ``|r| - beta / 2`` through a scalar ``where``
+    (double where on the division), so a traced ``beta = 0`` has finite gradients;
+    ``|r|``'s derivative at 0 is 0 (torch's).
+    """
+    abs_r = abs_zero_grad(residual)
+    positive = beta > 0
+    safe_beta = jnp.where(positive, beta, jnp.ones_like(beta))
+    clipped = jnp.minimum(abs_r, beta)
+    return jnp.where(positive, clipped * (abs_r - 0.5 * clipped) / safe_beta, abs_r - 0.5 * beta)

@@ -138,6 +138,8 @@ CASES = {
     **{name: Case(make=_box_make((6, 3) if i % 2 == 0 else (8,)), extremes=_box_extremes,
                   elementwise=True)
        for i, name in enumerate(IOU_LOSSES)},
-    "ssd_multibox_loss": Case(make=_ssd_make, extremes=_ssd_extremes, float_args=(0, 1, 3)),
+    # "mean" divides by the batch's positives (torchvision), "none" is the per-image sums.
+    "ssd_multibox_loss": Case(make=_ssd_make, extremes=_ssd_extremes, float_args=(0, 1, 3),
+                              mean_is_mean_of_none=False),
     "mask_rcnn_mask_loss": Case(make=_mask_make, extremes=_mask_extremes, float_args=(0, 1)),
 }

@@ -2,11 +2,10 @@
 
 Agreement with torchvision's formulas and MONAI is in
 tests/reference/test_detection_reference.py. Here: an independent geometric
-reference for the IoU (numpy, float64, cell decomposition), SSD's hard
-negative mining against a numpy reference and its invariance to the anchor
-order, RetinaNet's use of ``sigmoid_focal_loss`` against torchvision's
-formula, the conventions on degenerate boxes, hypothesis properties and the
-error messages.
+reference for the IoU (numpy, float64, cell decomposition), the conventions on
+degenerate and inverted boxes, GIoU's analytic derivative, hypothesis
+properties and the error messages. The detector losses (SSD, Mask R-CNN) are
+in tests/test_detection_detectors.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -175,6 +173,17 @@ def test_ciou_zero_height_box_takes_the_limit_value():
     assert _finite(grad)
 
 
+def test_ciou_finite_gradient_for_a_box_below_float32_resolution():
+    """Found by hypothesis: a box of width 0 and height 1.2e-38 made atan2's derivative
+    divide by w^2 + h^2, which underflows to 0; such a box counts as a point box."""
+    p = np.zeros((2, 4), np.float32)
+    p[1, 3] = np.finfo(np.float32).tiny
+    t = np.zeros((2, 4), np.float32)
+    value, grads = jax.jit(jax.value_and_grad(
+        lambda a, b: jnp.sum(jaxloss.ciou_loss(a, b, reduction="none")), argnums=(0, 1)))(p, t)
+    assert _finite(value) and _finite(grads)
+
+
 def test_ciou_alpha_carries_no_gradient():
     rng = np.random.default_rng(0)
     p = random_xyxy(rng, (5,))
@@ -214,174 +223,6 @@ def test_traced_eps_under_jit():
                                float(jaxloss.giou_loss(p, t, eps=0.3)), rtol=1e-6)
 
 
-# ------------------------------------------------------------------ SSD
-
-def _numpy_ssd(logits, regression, labels, targets, ratio=3):
-    """Per-image SSD loss and the mined negatives, float64, written from the paper."""
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    ce = -np.take_along_axis(log_p, labels[..., None].astype(np.int64), -1)[..., 0]
-    losses, mined_sets = [], []
-    for i in range(logits.shape[0]):
-        positive = labels[i] > 0
-        negatives = np.flatnonzero(~positive)
-        k = int(np.ceil(ratio * positive.sum()))   # the ranks below r |P|
-        hardest = negatives[np.argsort(-ce[i, negatives], kind="stable")[:k]]
-        mined_sets.append(set(hardest.tolist()))
-        r = np.abs(regression[i][positive].astype(np.float64) - targets[i][positive])
-        smooth = np.where(r < 1, 0.5 * r**2, r - 0.5).sum()
-        losses.append((smooth + ce[i, positive].sum() + ce[i, hardest].sum())
-                      / max(1, positive.sum()))
-    return np.array(losses), mined_sets
-
-
-@pytest.mark.parametrize("ratio", [3, 1, 2.5])
-@pytest.mark.parametrize("seed", range(3))
-def test_ssd_mines_exactly_the_hardest_negatives(seed, ratio):
-    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(seed), n=4, a=30,
-                                                      c=4, positive_rate=0.2)
-    expected, mined_sets = _numpy_ssd(logits, regression, labels, targets, ratio)
-    value = jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
-                                      neg_pos_ratio=ratio, reduction="none")
-    np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-5, atol=1e-6)
-    # The CE gradient (softmax - onehot) is nonzero exactly on the anchors that count.
-    grad = jax.grad(lambda x: jaxloss.ssd_multibox_loss(
-        x, regression, labels, targets, neg_pos_ratio=ratio, reduction="sum"))(logits)
-    used = np.any(np.asarray(grad) != 0, axis=-1)
-    for i in range(logits.shape[0]):
-        got = set(np.flatnonzero(used[i] & (labels[i] == 0)).tolist())
-        assert got == mined_sets[i], (i, got, mined_sets[i])
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_ssd_invariant_to_anchor_order(seed):
-    rng = np.random.default_rng(seed)
-    logits, regression, labels, targets = _ssd_arrays(rng, n=3, a=25, c=5)
-    base = jaxloss.ssd_multibox_loss(logits, regression, labels, targets, reduction="none")
-    perm = rng.permutation(25)
-    permuted = jaxloss.ssd_multibox_loss(logits[:, perm], regression[:, perm], labels[:, perm],
-                                         targets[:, perm], reduction="none")
-    np.testing.assert_allclose(np.asarray(permuted), np.asarray(base), rtol=1e-6, atol=1e-6)
-    # Ties (all logits equal) do not make the value depend on the order either.
-    flat = np.zeros_like(logits)
-    tied = jaxloss.ssd_multibox_loss(flat, regression, labels, targets, reduction="none")
-    tied_perm = jaxloss.ssd_multibox_loss(flat[:, perm], regression[:, perm], labels[:, perm],
-                                          targets[:, perm], reduction="none")
-    np.testing.assert_allclose(np.asarray(tied_perm), np.asarray(tied), rtol=1e-6)
-
-
-def test_ssd_zero_positives_is_zero_and_finite():
-    logits, regression, _, targets = _ssd_arrays(np.random.default_rng(0), n=3, a=10, c=3)
-    labels = np.zeros((3, 10), np.int32)
-    labels[1, 4] = 2   # one image with a positive
-    values = jaxloss.ssd_multibox_loss(logits, regression, labels, targets, reduction="none")
-    assert float(values[0]) == 0.0 and float(values[2]) == 0.0 and float(values[1]) > 0
-    value, grad = jax.value_and_grad(lambda x: jaxloss.ssd_multibox_loss(
-        x, regression, np.zeros_like(labels), targets))(logits)
-    assert float(value) == 0.0 and np.all(np.asarray(grad) == 0)
-
-
-def test_ssd_where_drops_images_and_nan():
-    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(1), n=4, a=10, c=3)
-    keep = np.array([True, False, True, False])
-    poisoned = np.where(keep[:, None, None], regression, np.nan).astype(np.float32)
-    value, grad = jax.jit(jax.value_and_grad(lambda r: jaxloss.ssd_multibox_loss(
-        logits, r, labels, targets, where=keep)))(poisoned)
-    expected = jaxloss.ssd_multibox_loss(logits[keep], regression[keep], labels[keep],
-                                         targets[keep])
-    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
-    assert _finite(grad) and np.all(np.asarray(grad)[~keep] == 0)
-
-
-def test_ssd_traced_ratio_under_jit():
-    logits, regression, labels, targets = _ssd_arrays(np.random.default_rng(2), n=2, a=16, c=3)
-    jitted = jax.jit(lambda r: jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
-                                                         neg_pos_ratio=r))
-    for ratio in (0, 1, 3):
-        np.testing.assert_allclose(
-            float(jitted(jnp.float32(ratio))),
-            float(jaxloss.ssd_multibox_loss(logits, regression, labels, targets,
-                                            neg_pos_ratio=ratio)), rtol=1e-6)
-
-
-# ------------------------------------------------------------------ Mask R-CNN
-
-def test_mask_rcnn_roi_where_drops_padded_rois():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(5, 4, 4, 3)).astype(np.float32)
-    targets = (rng.random((5, 4, 4)) < 0.5).astype(np.float32)
-    labels = np.array([0, 2, 1, 0, 2], np.int32)
-    keep = np.array([True, True, False, True, False])
-    poisoned = np.where(keep[:, None, None, None], logits, np.nan).astype(np.float32)
-    value, grad = jax.jit(jax.value_and_grad(lambda x: jaxloss.mask_rcnn_mask_loss(
-        x, targets, labels, where=keep)))(poisoned)
-    expected = jaxloss.mask_rcnn_mask_loss(logits[keep], targets[keep], labels[keep])
-    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
-    assert _finite(grad) and np.all(np.asarray(grad)[~keep] == 0)
-    # Only the ground-truth class's mask receives a gradient.
-    grad = np.asarray(jax.grad(lambda x: jaxloss.mask_rcnn_mask_loss(x, targets, labels))(logits))
-    other = np.ones((5, 3), bool)
-    other[np.arange(5), labels] = False
-    assert np.all(grad.transpose(0, 3, 1, 2)[other] == 0)
-    # (R,) weights are per RoI as well.
-    w = np.array([1.0, 2.0, 0.0, 1.0, 3.0], np.float32)
-    none = jaxloss.mask_rcnn_mask_loss(logits, targets, labels, reduction="none")
-    np.testing.assert_allclose(
-        float(jaxloss.mask_rcnn_mask_loss(logits, targets, labels, weights=w, reduction="sum")),
-        float(jnp.sum(none * w[:, None, None])), rtol=1e-5)
-
-
-# ------------------------------------------------------------------ RetinaNet (dense detection)
-
-def _torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0):
-    """torchvision/ops/focal_loss.py, reduction='none'."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-    return alpha_t * loss
-
-
-def test_sigmoid_focal_loss_as_retinanet_uses_it():
-    """torchvision/models/detection/retinanet.py RetinaNetClassificationHead.compute_loss:
-    per image, the focal loss summed over valid anchors and classes divided by the number
-    of foreground anchors (at least 1); the images' losses averaged."""
-    rng = np.random.default_rng(0)
-    n, a, c = 3, 50, 6
-    logits = rng.normal(scale=2.0, size=(n, a, c)).astype(np.float32)
-    matched = rng.choice([-2, -1, 0, 1, 2], size=(n, a), p=[0.1, 0.6, 0.1, 0.1, 0.1])
-    matched[2] = -1   # an image without foreground
-    gt_labels = rng.integers(0, c, size=(n, 3))
-    foreground = matched >= 0
-    onehot = np.zeros((n, a, c), np.float32)
-    for i in range(n):
-        idx = np.flatnonzero(foreground[i])
-        onehot[i, idx, gt_labels[i, matched[i, idx]]] = 1.0
-    valid = matched != -2   # BETWEEN_THRESHOLDS anchors are ignored
-
-    t_logits = torch.tensor(logits, requires_grad=True)
-    losses = []
-    for i in range(n):
-        v = torch.tensor(valid[i])
-        losses.append(_torchvision_sigmoid_focal_loss(
-            t_logits[i][v], torch.tensor(onehot[i])[v]).sum() / max(1, int(foreground[i].sum())))
-    expected = sum(losses) / n
-    expected.backward()
-
-    def ours(x):
-        per_anchor_class = jaxloss.sigmoid_focal_loss(
-            x, onehot, where=jnp.broadcast_to(valid[..., None], x.shape), reduction="none")
-        per_image = jnp.sum(per_anchor_class, axis=(1, 2)) / jnp.maximum(
-            jnp.sum(foreground, axis=1), 1).astype(jnp.float32)
-        return jnp.mean(per_image)
-
-    value, grad = jax.value_and_grad(ours)(logits)
-    np.testing.assert_allclose(float(value), expected.item(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(grad), t_logits.grad.numpy(), rtol=1e-5, atol=1e-6)
-
-
 # ------------------------------------------------------------------ errors
 
 def test_errors_name_the_argument():
@@ -414,3 +255,72 @@ def test_errors_name_the_argument():
         jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 3), np.float32), np.array([0, 4]))
     with pytest.raises(ValueError, match="mask_targets"):
         jaxloss.mask_rcnn_mask_loss(masks, np.zeros((2, 3, 4), np.float32), np.array([0, 1]))
+
+
+# ------------------------------------------------------------------ no silent wrong answers
+
+@pytest.mark.parametrize("name", IOU_LOSSES)
+def test_inverted_target_boxes_raise_eagerly_and_give_nan_under_jit(name):
+    """DESIGN item 6: the clipped intersection would score an inverted target box like a
+    disjoint one; instead it raises eagerly and its pair's loss is NaN under jit."""
+    fn = getattr(jaxloss, name)
+    rng = np.random.default_rng(6)
+    p, t = random_xyxy(rng, (5,)), random_xyxy(rng, (5,))
+    inverted = t.copy()
+    inverted[1] = t[1][[2, 1, 0, 3]]          # x2 < x1
+    inverted[3] = t[3][[0, 3, 2, 1]]          # y2 < y1
+    with pytest.raises(ValueError, match="targets"):
+        fn(p, inverted)
+    with pytest.raises(ValueError, match="negative width"):
+        fn(_xyxy_to(p, "xywh"), _xyxy_to(inverted, "xywh"), box_format="xywh")
+    values = np.asarray(jax.jit(lambda a, b: fn(a, b, reduction="none"))(p, inverted))
+    assert np.all(np.isnan(values[[1, 3]])) and np.all(np.isfinite(values[[0, 2, 4]]))
+    assert np.isnan(float(jax.jit(fn)(p, inverted)))
+    # Gradients of the other pairs are untouched; the poisoned pairs get none.
+    grad = np.asarray(jax.jit(jax.grad(lambda a, b: jnp.sum(jnp.where(
+        jnp.isnan(fn(a, b, reduction="none")), 0.0, fn(a, b, reduction="none")))))(p, inverted))
+    expected = np.asarray(jax.grad(lambda a: jnp.sum(fn(a, t, reduction="none")))(p))
+    np.testing.assert_allclose(grad[[0, 2, 4]], expected[[0, 2, 4]], rtol=1e-5, atol=1e-6)
+    assert np.all(grad[[1, 3]] == 0)
+    # where= drops an inverted pair (it is replaced before the check).
+    keep = np.array([True, False, True, False, True])
+    np.testing.assert_allclose(float(jax.jit(lambda a, b: fn(a, b, where=keep))(p, inverted)),
+                               float(fn(p[keep], t[keep])), rtol=1e-6)
+    # Zero-area targets (x2 == x1) stay legal and finite, eagerly and under jit.
+    flat = t.copy()
+    flat[:, 2] = flat[:, 0]
+    assert np.all(np.isfinite(np.asarray(fn(p, flat, reduction="none"))))
+    value, grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(p, flat)
+    assert _finite(value) and _finite(grads)
+
+
+def test_giou_analytic_derivative_equals_autodiff_of_the_formula():
+    """giou_loss's custom_jvp against autodiff of the same formula: random pairs, ties
+    (identical and shared-edge boxes), zero-area and disjoint boxes; both arguments and a
+    traced eps; forward mode (jacfwd) too."""
+    from jaxloss.detection._giou import giou_forward as _giou_forward
+
+    rng = np.random.default_rng(8)
+    p = np.round(random_xyxy(rng, (40,), high=6.0) * 2) / 2
+    t = np.round(random_xyxy(rng, (40,), high=6.0) * 2) / 2
+    t[:5] = p[:5]                                            # identical: every min/max ties
+    for extreme_p, extreme_t in extreme_box_pairs():
+        p = np.concatenate([p, extreme_p])
+        t = np.concatenate([t, extreme_t])
+    p, t = p.astype(np.float32), t.astype(np.float32)
+    scale = jnp.arange(len(p), dtype=jnp.float32)          # a cotangent that is not all ones
+    for eps in (1e-7, 0.0, 0.5):
+        e = jnp.float32(eps)
+
+        def ours(a, b, e):
+            return jnp.sum(scale * jaxloss.giou_loss(a, b, eps=e, reduction="none"))
+
+        def formula(a, b, e):
+            return jnp.sum(scale * _giou_forward(a, b, e))
+
+        got = jax.jit(jax.grad(ours, argnums=(0, 1, 2)))(p, t, e)
+        want = jax.grad(formula, argnums=(0, 1, 2))(p, t, e)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(jax.jacfwd(ours)(p, t, e)), np.asarray(want[0]),
+                                   rtol=1e-5, atol=1e-5)

@@ -334,17 +334,44 @@ def _ssd_inputs(seed, n, a=40, c=4, rate=0.15):
 
 
 def _torch_ssd(logits, regression, labels, targets, ratio=3):
-    tl = torch.tensor(logits, requires_grad=True)
-    tr = torch.tensor(regression, requires_grad=True)
+    """torchvision's SSD.compute_loss in torch float64 on the float32 inputs."""
+    tl = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    tr = torch.tensor(regression, dtype=torch.float64, requires_grad=True)
     out = tv_ssd_compute_loss(tl, tr, torch.tensor(labels, dtype=torch.int64),
-                              torch.tensor(targets), ratio)
+                              torch.tensor(targets, dtype=torch.float64), ratio)
     out.backward()
     return out.detach().numpy(), tl.grad.numpy(), tr.grad.numpy()
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("ratio", [3, 1])
-def test_ssd_matches_torchvision_compute_loss(seed, ratio):
+def test_ssd_default_is_torchvision_batch_normaliser_under_jit(seed, ratio):
+    """The default (normalize="batch", reduction="mean") is SSD.compute_loss of
+    torchvision/models/detection/ssd.py: the batch's sums over the batch's positives."""
+    logits, regression, labels, targets = _ssd_inputs(seed, n=4)
+    labels[:3] = 0                         # an image without positives
+    labels[1, :2] = 2                      # and images with different numbers of them
+    labels[2, 5:10] = 1
+    num_pos = (labels > 0).sum(1)
+    assert len(set(num_pos.tolist())) >= 3 and np.all(4 * num_pos <= labels.shape[1]), num_pos
+    expected, g_logits, g_regression = _torch_ssd(logits, regression, labels, targets, ratio)
+
+    @jax.jit
+    def ours(lg, rg):
+        return jaxloss.ssd_multibox_loss(lg, rg, labels, targets, neg_pos_ratio=ratio)
+
+    value, (gl, gr) = jax.jit(jax.value_and_grad(ours, argnums=(0, 1)))(logits, regression)
+    _close(value, expected)
+    _close(gl, g_logits)
+    _close(gr, g_regression)
+    _close(ours(logits, regression), expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("ratio", [3, 1])
+def test_ssd_image_normaliser_reweighted_matches_torchvision(seed, ratio):
+    """normalize="image" (the former default) with weights max(1, P_n) / max(1, sum P) and
+    reduction="sum" is torchvision's batch normaliser too."""
     logits, regression, labels, targets = _ssd_inputs(seed, n=3)
     expected, g_logits, g_regression = _torch_ssd(logits, regression, labels, targets, ratio)
     num_pos = (labels > 0).sum(1)
@@ -352,7 +379,8 @@ def test_ssd_matches_torchvision_compute_loss(seed, ratio):
 
     def ours(lg, rg):
         return jaxloss.ssd_multibox_loss(lg, rg, labels, targets, neg_pos_ratio=ratio,
-                                         weights=weights.astype(np.float32), reduction="sum")
+                                         normalize="image", weights=weights.astype(np.float32),
+                                         reduction="sum")
 
     value, (gl, gr) = jax.value_and_grad(ours, argnums=(0, 1))(logits, regression)
     _close(value, expected)
@@ -363,10 +391,11 @@ def test_ssd_matches_torchvision_compute_loss(seed, ratio):
 def test_ssd_one_image_mean_equals_torchvision():
     logits, regression, labels, targets = _ssd_inputs(9, n=1)
     expected, g_logits, _ = _torch_ssd(logits, regression, labels, targets)
-    value, grad = jax.value_and_grad(
-        lambda lg: jaxloss.ssd_multibox_loss(lg, regression, labels, targets))(logits)
-    _close(value, expected)
-    _close(grad, g_logits)
+    for normalize in ("batch", "image"):
+        value, grad = jax.value_and_grad(lambda lg, nm=normalize: jaxloss.ssd_multibox_loss(
+            lg, regression, labels, targets, normalize=nm))(logits)
+        _close(value, expected)
+        _close(grad, g_logits)
 
 
 # ------------------------------------------------------------------ Mask R-CNN

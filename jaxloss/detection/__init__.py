@@ -1,0 +1,47 @@
+"""Detection: box utilities, the IoU loss family, SSD's multibox loss and Mask R-CNN's mask loss.
+
+Conventions: boxes are floating arrays ``(..., 4)`` in ``xyxy`` =
+``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` unless
+``box_format=`` says ``"xywh"`` (``(x1, y1, w, h)``) or ``"cxcywh"``
+(``(cx, cy, w, h)``), torchvision's names. The IoU losses compare *matched*
+pairs of boxes and their unreduced loss has the boxes' shape without the last
+axis. Every ratio goes through the double-``where`` (``_numerics.safe_div``),
+so zero-area, identical, disjoint and far-apart boxes give a finite value *and*
+a finite gradient. An inverted target box (``x2 < x1`` or ``y2 < y1``) raises
+eagerly and gives NaN under ``jit``; class labels outside ``[0, C)`` in the
+detector losses do the same. Half-precision inputs are computed in float32
+and returned in their own dtype.
+
+``box_convert``, ``box_area``, ``box_iou`` and ``generalized_box_iou`` are
+utilities (not losses): they take no ``reduction``.
+
+Modules: ``boxes`` (the utilities), ``iou_losses`` (IoU, GIoU, DIoU, CIoU,
+EIoU losses), ``detectors`` (SSD, Mask R-CNN); ``_common`` holds the box
+helpers they share.
+"""
+
+from jaxloss.detection.boxes import box_area as box_area
+from jaxloss.detection.boxes import box_convert as box_convert
+from jaxloss.detection.boxes import box_iou as box_iou
+from jaxloss.detection.boxes import generalized_box_iou as generalized_box_iou
+from jaxloss.detection.detectors import mask_rcnn_mask_loss as mask_rcnn_mask_loss
+from jaxloss.detection.detectors import ssd_multibox_loss as ssd_multibox_loss
+from jaxloss.detection.iou_losses import ciou_loss as ciou_loss
+from jaxloss.detection.iou_losses import diou_loss as diou_loss
+from jaxloss.detection.iou_losses import eiou_loss as eiou_loss
+from jaxloss.detection.iou_losses import giou_loss as giou_loss
+from jaxloss.detection.iou_losses import iou_loss as iou_loss
+
+__all__ = [
+    "box_area",
+    "box_convert",
+    "box_iou",
+    "ciou_loss",
+    "diou_loss",
+    "eiou_loss",
+    "generalized_box_iou",
+    "giou_loss",
+    "iou_loss",
+    "mask_rcnn_mask_loss",
+    "ssd_multibox_loss",
+]
