@@ -10,14 +10,13 @@ is reduced once.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss._checks import Reduction
-from jaxloss._classes import log_probability_of
+from jaxloss._classes import log_probabilities, log_probability_of
 from jaxloss._numerics import sigmoid_focal_values, x_times
 from jaxloss.registry import _builtin
 from jaxloss.segmentation._common import (
@@ -53,13 +52,13 @@ def _cross_entropy_values(inputs: Inputs, *, smoothing: Array | None) -> Array:
     if inputs.labels is not None:
         values = -log_probability_of(scores, inputs.labels, from_logits=True)
         if smoothing is not None:
-            uniform = -jnp.sum(jax.nn.log_softmax(scores, axis=-1), axis=-1)
+            uniform = -jnp.sum(log_probabilities(scores, from_logits=True), axis=-1)
             values = (1 - smoothing) * values + smoothing / num_classes * uniform
         return values
     t = inputs.onehot
     if smoothing is not None:
         t = t * (1 - smoothing) + smoothing / num_classes
-    return -jnp.sum(x_times(t, jax.nn.log_softmax(scores, axis=-1)), axis=-1)
+    return -jnp.sum(x_times(t, log_probabilities(scores, from_logits=True)), axis=-1)
 
 
 def _valid_pixels(inputs: Inputs) -> Array | None:
