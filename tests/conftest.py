@@ -23,3 +23,29 @@ import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the collection for pytest-xdist's worksteal scheduler.
+
+    The scheduler hands each worker a contiguous half of the collection (and
+    later moves tests from the tail of one queue to an idle worker), so:
+      * the sharding tests, the longest single tests (a subprocess each), go
+        first, so that no worker starts one while the other runs dry;
+      * the battery's tests (tests/test_battery.py) are grouped by loss, so
+        that a loss's checks run on one worker and share the programs it has
+        already compiled (JAX's caches, and the battery's own).
+    The order within each group is unchanged (the sort is stable).
+    """
+    del session, config
+
+    def group(item):
+        path = item.path.name
+        if path.startswith("test_sharding"):
+            return (0, "")
+        callspec = getattr(item, "callspec", None)
+        if path == "test_battery.py" and callspec is not None and "name" in callspec.params:
+            return (1, callspec.params["name"])
+        return (2, "")
+
+    items.sort(key=group)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +59,24 @@ def _inputs(name: str, seed: int = 0):
     return tuple(jnp.asarray(a) for a in args), kwargs
 
 
+# The suite is compile-bound, so the checks of one loss share their jitted
+# programs (tests/conftest.py keeps a loss's battery tests together on one
+# xdist worker): "reductions" maps the case's arrays to the loss under the
+# three reductions, in one program.
+_PROGRAMS: dict[tuple[str, int, str], Any] = {}
+
+
+def _reductions(name: str, seed: int = 0):
+    """``jit(args -> (mean, sum, none))`` at the keyword arguments of ``_inputs(name, seed)``."""
+    key = (name, seed, "reductions")
+    if key not in _PROGRAMS:
+        fn = _loss(name)
+        _, kwargs = _inputs(name, seed)
+        _PROGRAMS[key] = jax.jit(
+            lambda *a: tuple(fn(*a, **kwargs, reduction=r) for r in ("mean", "sum", "none")))
+    return _PROGRAMS[key]
+
+
 def _close(actual, expected, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(
         np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol
@@ -68,11 +87,11 @@ def _close(actual, expected, rtol=1e-5, atol=1e-6):
 def test_jit_equals_eager(name):
     fn = _loss(name)
     args, kwargs = _inputs(name)
-    for reduction in ("mean", "sum", "none"):
+    jitted = _reductions(name)(*args)  # one program for the three reductions
+    for reduction, got in zip(("mean", "sum", "none"), jitted, strict=True):
         eager = fn(*args, **kwargs, reduction=reduction)
-        jitted = jax.jit(lambda *a, r=reduction: fn(*a, **kwargs, reduction=r))(*args)
-        assert jitted.shape == eager.shape
-        _close(jitted, eager, rtol=1e-5, atol=1e-5)
+        assert got.shape == eager.shape
+        _close(got, eager, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -81,7 +100,7 @@ def test_vmap_equals_loop(name):
     draws = [_inputs(name, seed) for seed in range(3)]
     kwargs = draws[0][1]
     stacked = [jnp.stack([d[0][i] for d in draws]) for i in range(len(draws[0][0]))]
-    batched = jax.vmap(lambda *a: fn(*a, **kwargs))(*stacked)
+    batched = jax.jit(jax.vmap(lambda *a: fn(*a, **kwargs)))(*stacked)
     looped = jnp.stack([fn(*d[0], **kwargs) for d in draws])
     _close(batched, looped, rtol=1e-5, atol=1e-5)
 
@@ -103,18 +122,44 @@ def test_half_precision(name, dtype):
     _close(out.astype(jnp.float32), reference, rtol=case.half_rtol, atol=case.half_rtol)
 
 
+def _settings_key(kwargs: dict[str, Any]) -> tuple:
+    """A hashable key equal for equal keyword arguments (arrays compared by content)."""
+    def freeze(v):
+        if isinstance(v, np.ndarray | jax.Array):
+            v = np.asarray(v)
+            return ("array", v.dtype.str, v.shape, v.tobytes())
+        if isinstance(v, dict):
+            return ("dict", _settings_key(v))
+        if isinstance(v, list | tuple):
+            return (type(v).__name__, tuple(freeze(x) for x in v))
+        return (type(v).__name__, repr(v))
+
+    return tuple(sorted((k, freeze(v)) for k, v in kwargs.items()))
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_finite_at_extremes(name):
     case = _case(name)
     fn = _loss(name)
     extremes = case.extremes()
     assert extremes, f"{name} has no extreme inputs in its case"
+    # One jitted program per setting (value, gradient and unreduced loss
+    # together), so inputs of the same shapes at one setting share a
+    # compilation instead of each being dispatched op by op.
+    programs = {}
     for args, kwargs in extremes:
         args = tuple(jnp.asarray(a) for a in args)
-        value, grad = jax.value_and_grad(lambda x, *rest, kw=kwargs: fn(x, *rest, **kw))(*args)
-        assert np.isfinite(float(value)), f"{name}: value {value} at extreme input"
-        assert np.all(np.isfinite(np.asarray(grad))), f"{name}: non-finite gradient"
-        assert np.all(np.isfinite(np.asarray(fn(*args, **kwargs, reduction="none"))))
+        key = _settings_key(kwargs)
+        if key not in programs:
+            def program(x, *rest, kw=kwargs):
+                value, grad = jax.value_and_grad(lambda y: fn(y, *rest, **kw))(x)
+                return value, grad, fn(x, *rest, **kw, reduction="none")
+
+            programs[key] = jax.jit(program)
+        value, grad, unreduced = programs[key](*args)
+        assert np.isfinite(float(value)), f"{name}: value {value} at extreme input {kwargs}"
+        assert np.all(np.isfinite(np.asarray(grad))), f"{name}: non-finite gradient {kwargs}"
+        assert np.all(np.isfinite(np.asarray(unreduced)))
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -129,12 +174,11 @@ def test_random_gradient_finite_and_jittable(name):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_reductions_consistent(name):
     case = _case(name)
-    fn = _loss(name)
-    args, kwargs = _inputs(name)
-    none = fn(*args, **kwargs, reduction="none")
-    _close(fn(*args, **kwargs, reduction="sum"), jnp.sum(none), rtol=1e-5, atol=1e-5)
+    args, _ = _inputs(name)
+    mean, total, none = _reductions(name)(*args)
+    _close(total, jnp.sum(none), rtol=1e-5, atol=1e-5)
     if case.mean_is_mean_of_none:
-        _close(fn(*args, **kwargs), jnp.mean(none), rtol=1e-5, atol=1e-6)
+        _close(mean, jnp.mean(none), rtol=1e-5, atol=1e-6)
     assert none.shape[0] == args[0].shape[0], "unreduced loss must keep the batch axis first"
 
 
@@ -142,15 +186,22 @@ def test_reductions_consistent(name):
 def test_weights(name):
     fn = _loss(name)
     args, kwargs = _inputs(name)
-    shape = fn(*args, **kwargs, reduction="none").shape
+    mean, total, none = _reductions(name)(*args)
+    shape = none.shape
     twos = jnp.full(shape, 2.0, jnp.float32)
-    _close(fn(*args, **kwargs, weights=twos), fn(*args, **kwargs), rtol=1e-5, atol=1e-6)
-    _close(fn(*args, **kwargs, weights=twos, reduction="sum"),
-           2 * fn(*args, **kwargs, reduction="sum"), rtol=1e-5, atol=1e-5)
     # Zero weight on one batch entry equals dropping it.
     w = jnp.ones(shape, jnp.float32).at[0].set(0.0)
     m = jnp.ones(shape, bool).at[0].set(False)
-    _close(fn(*args, **kwargs, weights=w), fn(*args, **kwargs, where=m), rtol=1e-5, atol=1e-6)
+
+    @jax.jit  # the weighted and masked losses in one program
+    def weighted(a, twos, w, m):
+        return (fn(*a, **kwargs, weights=twos), fn(*a, **kwargs, weights=twos, reduction="sum"),
+                fn(*a, **kwargs, weights=w), fn(*a, **kwargs, where=m))
+
+    doubled_mean, doubled_sum, zero_weight, masked = weighted(args, twos, w, m)
+    _close(doubled_mean, mean, rtol=1e-5, atol=1e-6)
+    _close(doubled_sum, 2 * total, rtol=1e-5, atol=1e-5)
+    _close(zero_weight, masked, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -159,25 +210,38 @@ def test_where_equals_slicing_and_blocks_nan(name):
     fn = _loss(name)
     args, kwargs = _inputs(name)
     batch_args = range(len(args)) if case.batch_args is None else case.batch_args
-    unreduced = fn(*args, **kwargs, reduction="none")
+    unreduced = _reductions(name)(*args)[2]
     n = unreduced.shape[0]
     keep = np.arange(n) % 2 == 0
     where = jnp.asarray(keep).reshape((n,) + (1,) * (unreduced.ndim - 1))
     sliced = tuple(a[keep] if i in batch_args else a for i, a in enumerate(args))
-    for reduction in ("mean", "sum"):
-        _close(fn(*args, **kwargs, where=where, reduction=reduction),
-               fn(*sliced, **kwargs, reduction=reduction), rtol=1e-5, atol=1e-6)
-    # NaN in masked-out entries of the first input reaches neither value nor gradient.
     poisoned = args[0].at[~keep].set(jnp.nan)
-    value, grad = jax.value_and_grad(lambda x: fn(x, *args[1:], **kwargs, where=where))(poisoned)
-    _close(value, fn(*sliced, **kwargs), rtol=1e-5, atol=1e-6)
+    nothing = jnp.zeros_like(where)
+
+    @jax.jit  # every loss this check compares, in one program
+    def program(a, s, where, poisoned, nothing):
+        def masked(x, w):
+            return fn(x, *a[1:], **kwargs, where=w)
+
+        return (
+            {r: (fn(*a, **kwargs, where=where, reduction=r), fn(*s, **kwargs, reduction=r))
+             for r in ("mean", "sum")},
+            fn(*s, **kwargs),
+            jax.value_and_grad(masked)(poisoned, where),
+            jax.value_and_grad(masked)(a[0], nothing),
+        )
+
+    by_reduction, sliced_default, (value, grad), (nothing_value, nothing_grad) = program(
+        args, sliced, where, poisoned, nothing)
+    for reduction in ("mean", "sum"):
+        _close(*by_reduction[reduction], rtol=1e-5, atol=1e-6)
+    # NaN in masked-out entries of the first input reaches neither value nor gradient.
+    _close(value, sliced_default, rtol=1e-5, atol=1e-6)
     assert np.all(np.isfinite(np.asarray(grad))), f"{name}: NaN leaked through where="
     assert np.all(np.asarray(grad)[~keep] == 0)
     # Nothing selected: 0, not NaN, and a zero gradient.
-    nothing = jnp.zeros_like(where)
-    value, grad = jax.value_and_grad(lambda x: fn(x, *args[1:], **kwargs, where=nothing))(args[0])
-    assert float(value) == 0.0
-    assert np.all(np.asarray(grad) == 0)
+    assert float(nothing_value) == 0.0
+    assert np.all(np.asarray(nothing_grad) == 0)
 
 
 def _first_param_name(fn) -> str:
@@ -215,7 +279,7 @@ def test_error_mismatched_shapes(name):
 def test_error_bad_where_shape(name):
     fn = _loss(name)
     args, kwargs = _inputs(name)
-    shape = fn(*args, **kwargs, reduction="none").shape
+    shape = _reductions(name)(*args)[2].shape
     bad = jnp.ones(shape + (3,), bool)
     with pytest.raises(ValueError, match="where"):
         fn(*args, **kwargs, where=bad)
@@ -230,6 +294,6 @@ def test_forward_mode_equals_reverse_mode(name):
     def loss(x):
         return fn(x, *args[1:], **kwargs)
 
-    forward = jax.jacfwd(loss)(args[0])
-    reverse = jax.grad(loss)(args[0])
+    # Both modes in one jitted program: one compilation, not two op-by-op passes.
+    forward, reverse = jax.jit(lambda x: (jax.jacfwd(loss)(x), jax.grad(loss)(x)))(args[0])
     _close(forward, reverse, rtol=1e-4, atol=1e-6)

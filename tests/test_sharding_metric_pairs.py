@@ -51,36 +51,50 @@ _SCRIPT = textwrap.dedent(
     count = 0
     for name, kwargs in cases:
         fn = jaxloss.get(name)
-        for masked in (False, True):
-            extra = dict(where=keep, weights=w) if masked else {}
+        maskings = (False, True)
 
-            def single(e, fn=fn, kwargs=kwargs, extra=extra):
-                return fn(e, labels, **kwargs, **extra)
+        # Per case, one jitted program computes every single-device result and
+        # one every sharded result (a compilation each, not one per check).
+        @jax.jit
+        def single_all(e, t, k, v, fn=fn, kwargs=kwargs):
+            def single(e, masked):
+                extra = dict(where=k, weights=v) if masked else {}
+                return fn(e, t, **kwargs, **extra)
 
-            @functools.partial(jax.shard_map, mesh=mesh,
-                               in_specs=(P("data"), P("data"), P("data"), P("data")),
-                               out_specs=P())
-            def sharded(e, t, k, v, fn=fn, kwargs=kwargs, masked=masked):
-                more = dict(where=k, weights=v) if masked else {}
-                return fn(e, t, **kwargs, **more, axis_name="data")
+            return ([jax.value_and_grad(single)(e, masked) for masked in maskings],
+                    fn(e, t, **{**kwargs, "reduction": "none"}))
 
-            expected, expected_grad = jax.value_and_grad(single)(x)
-            got, got_grad = jax.jit(jax.value_and_grad(sharded))(x, labels, keep, w)
+        @jax.jit
+        def sharded_all(e, t, k, v, fn=fn, kwargs=kwargs):
+            out = []
+            for masked in maskings:
+                @functools.partial(jax.shard_map, mesh=mesh,
+                                   in_specs=(P("data"), P("data"), P("data"), P("data")),
+                                   out_specs=P())
+                def sharded(e, t, k, v, masked=masked):
+                    more = dict(where=k, weights=v) if masked else {}
+                    return fn(e, t, **kwargs, **more, axis_name="data")
+
+                out.append(jax.value_and_grad(sharded)(e, t, k, v))
+
+            # reduction="none" per local row equals the global per-row losses.
+            @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data")),
+                               out_specs=P("data"))
+            def rows(e, t):
+                return fn(e, t, **{**kwargs, "reduction": "none"}, axis_name="data")
+
+            return out, rows(e, t)
+
+        expected_all, expected_rows = single_all(x, labels, keep, w)
+        got_all, got_rows = sharded_all(x, labels, keep, w)
+        for (expected, expected_grad), (got, got_grad) in zip(expected_all, got_all):
             assert float(expected) > 0, (name, kwargs)
             np.testing.assert_allclose(got, expected, rtol=1e-5, err_msg=f"{name} {kwargs}")
             scale = float(jnp.max(jnp.abs(expected_grad)))
             np.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-6 * scale,
                                        err_msg=f"{name} {kwargs} grad")
             count += 1
-
-        # reduction="none" per local row equals the global per-row losses.
-        @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data")),
-                           out_specs=P("data"))
-        def rows(e, t, fn=fn, kwargs=kwargs):
-            return fn(e, t, **{**kwargs, "reduction": "none"}, axis_name="data")
-
-        np.testing.assert_allclose(jax.jit(rows)(x, labels),
-                                   fn(x, labels, **{**kwargs, "reduction": "none"}),
+        np.testing.assert_allclose(got_rows, expected_rows,
                                    rtol=1e-5, atol=1e-6, err_msg=f"{name} {kwargs} none")
     print("ok", count)
     """

@@ -56,39 +56,53 @@ _SCRIPT = textwrap.dedent(
         # Unmasked mean always; the masked mean and the masked sum alternate
         # between a loss's dense and chunked cases.
         masked_reduction = "mean" if index % 2 == 0 else "sum"
-        for where, reduction in ((None, "mean"), (keep, masked_reduction)):
-            if True:  # (keeps the shard_map closures simple)
-                fn = jaxloss.get(name, **kwargs)
+        settings = ((False, "mean"), (True, masked_reduction))
+        fn = jaxloss.get(name, **kwargs)
 
-                def single(x, y, fn=fn, where=where, reduction=reduction):
+        # Per case, one jitted program computes every single-device result and
+        # one every sharded result (a compilation each, not one per check).
+        @jax.jit
+        def single_all(x, y, k, fn=fn, argnums=argnums, settings=settings):
+            out = []
+            for masked, reduction in settings:
+                def single(x, y, where=k if masked else None, reduction=reduction):
                     return fn(x, y, where=where, reduction=reduction)
 
-                specs = (P("data"), P("data")) + ((P("data"),) if where is not None else ())
+                out.append(jax.value_and_grad(single, argnums=argnums)(x, y))
+            return out, fn(x, y, reduction="none")
+
+        @jax.jit
+        def sharded_all(x, y, k, fn=fn, argnums=argnums, settings=settings):
+            out = []
+            for masked, reduction in settings:
+                specs = (P("data"), P("data")) + ((P("data"),) if masked else ())
 
                 @functools.partial(jax.shard_map, mesh=mesh, in_specs=specs, out_specs=P())
-                def sharded(x, y, *w, fn=fn, reduction=reduction):
+                def sharded(x, y, *w, reduction=reduction):
                     return fn(x, y, where=w[0] if w else None, reduction=reduction,
                               axis_name="data")
 
-                extra = (where,) if where is not None else ()
-                expected, expected_grads = jax.jit(jax.value_and_grad(single, argnums=argnums))(
-                    a, second)
-                got, got_grads = jax.jit(jax.value_and_grad(sharded, argnums=argnums))(
-                    a, second, *extra)
-                msg = f"{name} {kwargs} where={where is not None} {reduction}"
-                np.testing.assert_allclose(got, expected, rtol=2e-5, err_msg=msg)
-                for g, e in zip(got_grads, expected_grads):
-                    scale = float(jnp.max(jnp.abs(e)))
-                    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * scale, err_msg=msg)
-        # reduction="none" returns the local rows' values.
-        @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data")),
-                           out_specs=P("data"))
-        def unreduced(x, y, fn=jaxloss.get(name, **kwargs)):
-            return fn(x, y, reduction="none", axis_name="data")
+                extra = (k,) if masked else ()
+                out.append(jax.value_and_grad(sharded, argnums=argnums)(x, y, *extra))
 
-        np.testing.assert_allclose(jax.jit(unreduced)(a, second),
-                                   jaxloss.get(name, **kwargs)(a, second, reduction="none"),
-                                   rtol=2e-5, atol=1e-6, err_msg=name)
+            # reduction="none" returns the local rows' values.
+            @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data")),
+                               out_specs=P("data"))
+            def unreduced(x, y):
+                return fn(x, y, reduction="none", axis_name="data")
+
+            return out, unreduced(x, y)
+
+        expected_all, expected_rows = single_all(a, second, keep)
+        got_all, got_rows = sharded_all(a, second, keep)
+        for (masked, reduction), (expected, expected_grads), (got, got_grads) in zip(
+                settings, expected_all, got_all):
+            msg = f"{name} {kwargs} where={masked} {reduction}"
+            np.testing.assert_allclose(got, expected, rtol=2e-5, err_msg=msg)
+            for g, e in zip(got_grads, expected_grads):
+                scale = float(jnp.max(jnp.abs(e)))
+                np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * scale, err_msg=msg)
+        np.testing.assert_allclose(got_rows, expected_rows, rtol=2e-5, atol=1e-6, err_msg=name)
         print("ok", name, kwargs)
     """
 )
