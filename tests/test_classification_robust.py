@@ -298,3 +298,16 @@ def test_class_axis_moveaxis(name):
         moved = targets
     _close(fn(np.moveaxis(logits, -1, 1), moved, axis=1, reduction="none"),
            fn(logits, targets, reduction="none"), atol=1e-6)
+
+
+def test_js_probabilities_subnormal_against_zero_is_finite():
+    # Found by hypothesis (seed 275924462, scale 30): a subnormal probability against a zero
+    # target made 0.5 (p + t) underflow to 0 and the p log(p / m) term +inf.
+    p = jnp.array([[1.0 - 1e-7, 1e-7, 1.4e-45]], jnp.float32)
+    t = jnp.array([[1.0, 0.0, 0.0]], jnp.float32)
+    value, grad = jax.value_and_grad(
+        lambda q: jaxloss.js_divergence_loss(q, t, from_logits=False))(p)
+    assert 0.0 <= float(value) <= math.log(2)
+    assert np.all(np.isfinite(np.asarray(grad)))
+    _close(jaxloss.js_divergence_loss(p, t, from_logits=False),
+           jaxloss.js_divergence_loss(p.at[0, 2].set(0.0), t, from_logits=False), atol=1e-7)

@@ -421,17 +421,17 @@ def js_divergence_loss(
     if from_logits:
         log_p = log_probabilities(inputs.scores, from_logits=True)
         p = jnp.exp(log_p)
-        # log m in log space, finite however small p gets. logaddexp(-inf, -inf) (a class
-        # with logit -inf and target 0) has a NaN gradient: double-where it away.
-        both_zero = jnp.isneginf(log_p) & (t == 0)
-        log_m = jnp.where(
-            both_zero, -jnp.inf,
-            jnp.logaddexp(jnp.where(both_zero, 0.0, log_p), jnp.where(both_zero, 0.0, log_t))
-            - math.log(2.0))
     else:
         p = inputs.scores
         log_p = safe_log(p)
-        log_m = safe_log(0.5 * (p + t))
+    # log m in log space, finite however small p gets (0.5 (p + t) underflows to 0 for a
+    # subnormal p and t = 0, and log m = -inf would make the p log(p / m) term +inf).
+    # logaddexp(-inf, -inf) (p and t both 0) has a NaN gradient: double-where it away.
+    both_zero = jnp.isneginf(log_p) & (t == 0)
+    log_m = jnp.where(
+        both_zero, -jnp.inf,
+        jnp.logaddexp(jnp.where(both_zero, 0.0, log_p), jnp.where(both_zero, 0.0, log_t))
+        - math.log(2.0))
     # x_times zeroes the terms whose weight is 0 (there log p or log m may be -inf).
     values = 0.5 * jnp.sum(x_times(p, log_p - log_m) + x_times(t, log_t - log_m), axis=-1)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
