@@ -12,7 +12,6 @@ returned in their own dtype.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -25,7 +24,7 @@ from jaxloss._classes import (
     log_probability_of,
     prepare_class_inputs,
 )
-from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, x_times
+from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, sigmoid_focal_values, x_times
 from jaxloss.registry import _builtin
 
 __all__ = [
@@ -484,15 +483,15 @@ def sigmoid_focal_loss(
     x, t, dtype = _checks.elementwise_pair(logits, targets, predictions_name="logits")
     compute = x.dtype
     _checks.check_range(gamma, "gamma", low=0.0)
-    g = _checks.hyperparameter(gamma, "gamma", compute)
-    x, t = _reduce.mask_inputs(where, x, t)
-    bce = bce_with_logits(x, t, None)
-    one_minus_pt = t * jax.nn.sigmoid(-x) + (1 - t) * jax.nn.sigmoid(x)
-    values = bce * safe_pow(one_minus_pt, g)
+    # A Python number stays static: an integer gamma becomes an integer power in the kernel.
+    g = (float(gamma) if isinstance(gamma, (int, float))
+         else _checks.hyperparameter(gamma, "gamma", compute))
+    a = None
     if alpha is not None:
         _checks.check_range(alpha, "alpha", low=0.0, high=1.0)
         a = _checks.hyperparameter(alpha, "alpha", compute)
-        values = (a * t + (1 - a) * (1 - t)) * values
+    x, t = _reduce.mask_inputs(where, x, t)
+    values = sigmoid_focal_values(x, t, gamma=g, alpha=a)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 
