@@ -97,15 +97,30 @@ def _is_zero(tangent: object) -> bool:
     return isinstance(tangent, SymbolicZero)
 
 
-def _logit_parts(x: Array) -> tuple[Array, Array, Array, Array]:
+def _logit_parts(x: Array, one: Array | float = 1) -> tuple[Array, Array, Array, Array]:
     """``(e, r, s, log1p(e))`` with ``e = exp(-|x|)``, ``r = 1 / (1 + e)``, ``s = sigmoid(x)``.
 
     The one exponential of the sigmoid losses: ``sigmoid(|x|) = r``,
     ``sigmoid(-|x|) = e r``, overflow-free at any ``x``; at ``x = 0`` both give 1/2.
+    ``one``: see :func:`_apart`.
     """
     e = jnp.exp(jnp.minimum(x, -x))
-    r = 1 / (1 + e)
+    r = one / (one + e)
     return e, r, r * _pick(x, e), jnp.log1p(e)
+
+
+def _apart(*arrays: Array) -> tuple[Array, ...]:
+    """``arrays`` and the scalars 0 and 1 behind an optimization barrier, for the derivative.
+
+    XLA:CPU cannot compute a reduction and a second elementwise output in one
+    loop, so under ``value_and_grad`` the value (reduced) and the derivative
+    (written out) are two loops. Whatever they share (the exponential, even a
+    broadcast constant such as 1) is then written to memory between them; the
+    derivative is cheaper recomputed from the inputs, which the barrier forces
+    (XLA sees different values and neither merges nor shares them).
+    """
+    dtype = arrays[0].dtype
+    return lax.optimization_barrier((*arrays, jnp.zeros((), dtype), jnp.ones((), dtype)))
 
 
 def _pick(x: Array, e: Array) -> Array:
@@ -130,6 +145,8 @@ def _bce_logits_jvp(primals: tuple[Array, Array], tangents: tuple[Array, Array]
     dx, dt = tangents
     _, _, s, log1p_e = _logit_parts(x)
     value = jnp.maximum(x, jnp.zeros((), x.dtype)) - x * t + log1p_e
+    x, t, _, one = _apart(x, t)
+    _, _, s, _ = _logit_parts(x, one)
     out = jnp.zeros_like(value)
     if not _is_zero(dx):
         out = (s - t) * dx
@@ -179,73 +196,82 @@ def bce_with_logits(x: Array, t: Array, pos_weight: Array | None) -> Array:
     return _bce_logits_weighted(x, t, jnp.broadcast_to(pos_weight, x.shape))
 
 
-def _focal_parts(x: Array, t: Array) -> tuple[Array, Array, Array, Array]:
+def _focal_parts(x: Array, t: Array, zero: Array | float = 0, one: Array | float = 1
+                 ) -> tuple[Array, Array, Array, Array]:
     """``(bce, q, dq, s)``: BCE of logits, ``q = 1 - p_t``, ``dq = s (1 - s)``, ``s = sigmoid(x)``.
 
     ``q = t sigmoid(-x) + (1 - t) sigmoid(x)`` without cancellation, all from
-    one exponential.
+    one exponential. ``zero``, ``one``: see :func:`_apart`.
     """
-    e, r, s, log1p_e = _logit_parts(x)
-    bce = jnp.maximum(x, jnp.zeros((), x.dtype)) - x * t + log1p_e
+    e, r, s, log1p_e = _logit_parts(x, one)
+    bce = jnp.maximum(x, zero) - x * t + log1p_e
     # sigmoid(-x) = r * (e if x >= 0 else 1), sigmoid(x) = r * (1 if x >= 0 else e)
-    q = r * (t * _pick(-x, e) + (1 - t) * _pick(x, e))
+    q = r * (t * _pick(-x, e) + (one - t) * _pick(x, e))
     return bce, q, e * r * r, s
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _focal_int(n: int, x: Array, t: Array) -> Array:
+def _q_pow(n: int | None, q: Array, gamma: Array, one: Array | float = 1
+           ) -> tuple[Array, Array]:
+    """``(q^gamma, q^(gamma - 1))`` for ``q`` in ``[0, 1]``, without compares or selects.
+
+    An integer ``n`` is an integer power. Otherwise ``exp(gamma log max(q, tiny))``:
+    where ``q = 0`` (a saturated, correct prediction) the loss and ``sigmoid(x) - t``
+    are exactly 0, so any finite value there is exact for the loss and its gradient.
+    """
+    if n == 0:
+        return jnp.ones_like(q), jnp.zeros_like(q)
+    if n is not None:
+        q_n1 = lax.integer_pow(q, n - 1) if n > 1 else jnp.ones_like(q)
+        return q_n1 * q, q_n1
+    safe_q = jnp.maximum(q, jnp.finfo(q.dtype).tiny * one)
+    q_g = jnp.exp(gamma * jnp.log(safe_q))
+    return q_g, q_g / safe_q
+
+
+def _alpha_t(alpha: Array, t: Array, one: Array | float = 1) -> Array:
+    return alpha * t + (one - alpha) * (one - t)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _focal(n: int | None, weighted: bool, x: Array, t: Array, gamma: Array,
+           alpha: Array) -> Array:
     bce, q, _, _ = _focal_parts(x, t)
-    return bce * lax.integer_pow(q, n)
+    value = bce * _q_pow(n, q, gamma)[0]
+    return _alpha_t(alpha, t) * value if weighted else value
 
 
-@partial(_focal_int.defjvp, symbolic_zeros=True)
-def _focal_int_jvp(n: int, primals: tuple[Array, Array], tangents: tuple[Array, Array]
-                   ) -> tuple[Array, Array]:
-    # d/dx [q^n bce] = n q^(n-1) (1 - 2t) s (1 - s) bce + q^n (s - t)
-    # d/dt [q^n bce] = n q^(n-1) (1 - 2s) bce - x q^n
-    x, t = primals
-    dx, dt = tangents
-    bce, q, dq, s = _focal_parts(x, t)
-    q_n1 = lax.integer_pow(q, n - 1)
-    q_n = q_n1 * q
-    value = bce * q_n
+@partial(_focal.defjvp, symbolic_zeros=True)
+def _focal_jvp(n: int | None, weighted: bool, primals: tuple[Array, ...],
+               tangents: tuple[Array, ...]) -> tuple[Array, Array]:
+    # F = alpha_t q^g bce, q = 1 - p_t, alpha_t = alpha t + (1 - alpha)(1 - t):
+    #   dF/dx     = alpha_t [g q^(g-1) (1 - 2t) s (1 - s) bce + q^g (s - t)]
+    #   dF/dt     = alpha_t [g q^(g-1) (1 - 2s) bce - x q^g] + (2 alpha - 1) q^g bce
+    #   dF/dg     = alpha_t q^g log(q) bce
+    #   dF/dalpha = (2t - 1) q^g bce
+    # q^(g-1) s (1 - s) is bounded (q lies between s and 1 - s, so s (1 - s) <= q), so
+    # the x-derivative is finite at saturated logits also for 0 < g < 1.
+    x, t, gamma, alpha = primals
+    dx, dt, dgamma, dalpha = tangents
+    value = _focal(n, weighted, x, t, gamma, alpha)
+    x, t, gamma, alpha, zero, one = _apart(x, t, gamma, alpha)
+    two = one + one
+    g = n if n is not None else gamma
+    bce, q, dq, s = _focal_parts(x, t, zero, one)
+    q_g, q_g1 = _q_pow(n, q, gamma, one)
+    alpha_t = _alpha_t(alpha, t, one) if weighted else one
     out = jnp.zeros_like(value)
     if not _is_zero(dx):
-        out = (n * q_n1 * (1 - 2 * t) * dq * bce + q_n * (s - t)) * dx
+        out = alpha_t * (g * q_g1 * (one - two * t) * dq * bce + q_g * (s - t)) * dx
     if not _is_zero(dt):
-        out = out + (n * q_n1 * (1 - 2 * s) * bce - x * q_n) * dt
-    return value, out
-
-
-@jax.custom_jvp
-def _focal_pow(x: Array, t: Array, gamma: Array) -> Array:
-    bce, q, _, _ = _focal_parts(x, t)
-    return bce * safe_pow(q, gamma)
-
-
-@partial(_focal_pow.defjvp, symbolic_zeros=True)
-def _focal_pow_jvp(primals: tuple[Array, Array, Array], tangents: tuple[Array, Array, Array]
-                   ) -> tuple[Array, Array]:
-    # As _focal_int_jvp with q^(gamma - 1) s (1 - s) = q^gamma (s (1 - s) / q), the ratio
-    # bounded by max(s, 1 - s) <= 1 (q lies between s and 1 - s), and 0 where q = 0; so
-    # the x-derivative is finite at saturated logits for 0 < gamma < 1 too.
-    x, t, gamma = primals
-    dx, dt, dgamma = tangents
-    bce, q, dq, s = _focal_parts(x, t)
-    positive = q > 0
-    safe_q = jnp.where(positive, q, jnp.ones_like(q))
-    q_g = jnp.where(positive, safe_q**gamma, jnp.zeros_like(q))
-    value = bce * q_g
-    out = jnp.zeros_like(value)
-    if not _is_zero(dx):
-        ratio = jnp.where(positive, dq / safe_q, jnp.zeros_like(q))
-        out = (gamma * q_g * ratio * (1 - 2 * t) * bce + q_g * (s - t)) * dx
-    if not _is_zero(dt):
-        q_g1 = jnp.where(positive, q_g / safe_q, jnp.zeros_like(q))
-        out = out + (gamma * q_g1 * (1 - 2 * s) * bce - x * q_g) * dt
-    if not _is_zero(dgamma):
-        log_q = jnp.where(positive, jnp.log(safe_q), jnp.zeros_like(q))
-        out = out + q_g * log_q * bce * dgamma
+        d_t = g * q_g1 * (one - two * s) * bce - x * q_g
+        if weighted:
+            d_t = alpha_t * d_t + (two * alpha - one) * q_g * bce
+        out = out + d_t * dt
+    if n is None and not _is_zero(dgamma):
+        log_q = jnp.log(jnp.maximum(q, jnp.finfo(q.dtype).tiny * one))
+        out = out + alpha_t * q_g * log_q * bce * dgamma
+    if weighted and not _is_zero(dalpha):
+        out = out + (two * t - one) * q_g * bce * dalpha
     return value, out
 
 
@@ -257,18 +283,19 @@ def sigmoid_focal_values(x: Array, t: Array, *, gamma: Array | float,
     ``sigmoid_focal_loss``, MONAI's ``FocalLoss(use_softmax=False)``), with
     ``1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)`` (no cancellation) and
     ``alpha_t = alpha t + (1 - alpha)(1 - t)``; ``alpha=None`` disables the
-    weighting. Value and derivative are written once (a ``custom_jvp``) from
-    one exponential per element, ``exp(-|x|)``; a Python integer ``gamma``
-    (0 to 8, e.g. the usual 2) is an integer power, any other ``gamma`` (a float
-    or a traced array, differentiable) a power with a zero gradient at
-    ``1 - p_t = 0``, so the gradient is finite at saturated logits also for
-    ``0 < gamma < 1``.
+    weighting. Value and derivatives (in ``x``, ``t``, ``gamma``, ``alpha``) are
+    written once (a ``custom_jvp``) from one exponential per element,
+    ``exp(-|x|)``, with no elementwise select, so that XLA fuses the loss into its
+    reduction. A Python integer ``gamma`` (0 to 8, e.g. the usual 2) is an integer
+    power; any other ``gamma`` (a float or a traced array, differentiable) costs
+    a ``log`` and an ``exp`` more. The gradient is finite at saturated logits also
+    for ``0 < gamma < 1``.
     """
+    n = None
     if isinstance(gamma, (int, float)) and float(gamma).is_integer() and 0 <= gamma <= 8:
         n = int(gamma)
-        values = _bce_logits(x, t) if n == 0 else _focal_int(n, x, t)
-    else:
-        values = _focal_pow(x, t, jnp.asarray(gamma, x.dtype))
-    if alpha is not None:
-        values = (alpha * t + (1 - alpha) * (1 - t)) * values
-    return values
+        if n == 0 and alpha is None:
+            return _bce_logits(x, t)
+    g = jnp.zeros((), x.dtype) if n is not None else jnp.asarray(gamma, x.dtype)
+    a = jnp.zeros((), x.dtype) if alpha is None else jnp.asarray(alpha, x.dtype)
+    return _focal(n, alpha is not None, x, t, g, a)
