@@ -88,7 +88,8 @@ def binary_cross_entropy_loss(
 
     with :math:`w_p` the ``pos_weight`` (1 by default) and :math:`s` the label
     smoothing (toward 0.5). From logits the loss is computed by one fused,
-    overflow-free formula, ``max(x, 0) - x t + log1p(exp(-|x|))``. With
+    overflow-free formula, ``max(x, 0) - x t + log1p(exp(-|x|))``, with the
+    analytic derivative ``sigmoid(x) - t`` (one exponential per element). With
     ``from_logits=False`` the predictions are probabilities and each log is
     clamped at -100, as in torch; the gradient is finite at probabilities
     exactly 0 and 1.
@@ -442,9 +443,11 @@ def sigmoid_focal_loss(
         p_t = p t + (1 - p)(1 - t),\quad \alpha_t = \alpha t + (1 - \alpha)(1 - t)
 
     with :math:`p = \sigma(x)`. ``1 - p_t`` is computed as
-    :math:`t\,\sigma(-x) + (1 - t)\,\sigma(x)` (no cancellation) and the power
-    with a zero gradient at ``1 - p_t = 0``, so the gradient is finite at
-    saturated logits also for ``0 < gamma < 1``. ``alpha=None`` disables the
+    :math:`t\,\sigma(-x) + (1 - t)\,\sigma(x)` (no cancellation); value and
+    gradient come from one ``exp(-|x|)`` per element with an analytic
+    derivative, fused into one pass (a Python integer ``gamma`` is an integer
+    power), and the gradient is finite at saturated logits also for
+    ``0 < gamma < 1``. ``alpha=None`` disables the
     weighting (torchvision's ``alpha=-1``). For RetinaNet, use
     ``reduction="sum"`` and divide by the number of positive anchors.
 
