@@ -138,6 +138,12 @@ def _optax_bce(p: Any, t: Any) -> Any:
     return optax.losses.sigmoid_binary_cross_entropy(p, t).mean()
 
 
+def _optax_sigmoid_focal(p: Any, t: Any) -> Any:
+    import optax
+
+    return optax.losses.sigmoid_focal_loss(p, t, alpha=0.25, gamma=2.0).mean()
+
+
 def _optax_ce(p: Any, t: Any) -> Any:
     import optax
 
@@ -163,6 +169,20 @@ def _torch_bce(p: Any, t: Any) -> Any:
     from torch.nn import functional
 
     return functional.binary_cross_entropy_with_logits(p, t)
+
+
+def _torch_sigmoid_focal(p: Any, t: Any) -> Any:
+    import torch
+    from torch.nn import functional
+
+    # torchvision.ops.sigmoid_focal_loss(p, t, alpha=0.25, gamma=2, reduction="mean"),
+    # operation for operation (torchvision does not import with the pinned torch).
+    prob = torch.sigmoid(p)
+    ce_loss = functional.binary_cross_entropy_with_logits(p, t, reduction="none")
+    p_t = prob * t + (1 - prob) * (1 - t)
+    loss = ce_loss * ((1 - p_t) ** 2.0)
+    alpha_t = 0.25 * t + (1 - 0.25) * (1 - t)
+    return (alpha_t * loss).mean()
 
 
 def _torch_ce(p: Any, t: Any) -> Any:
@@ -236,6 +256,22 @@ CASES: tuple[Case, ...] = (
         elementwise=True,
         notes={"optax": "optax.losses.sigmoid_binary_cross_entropy(logits, t).mean()",
                "torch": "torch.nn.functional.binary_cross_entropy_with_logits"},
+    ),
+    Case(
+        name="sigmoid_focal",
+        family="classification",
+        title="Sigmoid focal (gamma=2, alpha=0.25)",
+        jaxloss_name="sigmoid_focal_loss",
+        jaxloss_kwargs={"gamma": 2.0, "alpha": 0.25},
+        make=_binary_inputs,
+        optax=_optax_sigmoid_focal,
+        torch=_torch_sigmoid_focal,
+        sizes=ELEMENTWISE_SIZES,
+        quick_sizes=ELEMENTWISE_QUICK,
+        elementwise=True,
+        notes={"optax": "optax.losses.sigmoid_focal_loss(logits, t, alpha=0.25, gamma=2.0).mean()",
+               "torch": "torchvision.ops.sigmoid_focal_loss(alpha=0.25, gamma=2, "
+                        "reduction='mean'), written in torch in bench/cases.py"},
     ),
     Case(
         name="cross_entropy",

@@ -77,7 +77,8 @@ def _losses_top_level_schema(result: dict, table: str) -> None:
     for key in ("repeats", "warmup", "floor_forward", "floor_value_and_grad"):
         assert key in result["settings"]
     names = {r["case"] for r in result["results"]}
-    assert names == {"mse", "huber", "bce", "cross_entropy", "focal", "giou", "ciou"}
+    assert names == {"mse", "huber", "bce", "sigmoid_focal", "cross_entropy", "focal",
+                     "giou", "ciou"}
 
 
 def _losses_every_case_measured_and_agreeing(result: dict, table: str) -> None:

@@ -12,7 +12,6 @@ returned in their own dtype.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -25,7 +24,7 @@ from jaxloss._classes import (
     log_probability_of,
     prepare_class_inputs,
 )
-from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, x_times
+from jaxloss._numerics import bce_with_logits, safe_log, safe_pow, sigmoid_focal_values, x_times
 from jaxloss.registry import _builtin
 
 __all__ = [
@@ -89,7 +88,8 @@ def binary_cross_entropy_loss(
 
     with :math:`w_p` the ``pos_weight`` (1 by default) and :math:`s` the label
     smoothing (toward 0.5). From logits the loss is computed by one fused,
-    overflow-free formula, ``max(x, 0) - x t + log1p(exp(-|x|))``. With
+    overflow-free formula, ``max(x, 0) - x t + log1p(exp(-|x|))``, with the
+    analytic derivative ``sigmoid(x) - t`` (one exponential per element). With
     ``from_logits=False`` the predictions are probabilities and each log is
     clamped at -100, as in torch; the gradient is finite at probabilities
     exactly 0 and 1.
@@ -443,9 +443,11 @@ def sigmoid_focal_loss(
         p_t = p t + (1 - p)(1 - t),\quad \alpha_t = \alpha t + (1 - \alpha)(1 - t)
 
     with :math:`p = \sigma(x)`. ``1 - p_t`` is computed as
-    :math:`t\,\sigma(-x) + (1 - t)\,\sigma(x)` (no cancellation) and the power
-    with a zero gradient at ``1 - p_t = 0``, so the gradient is finite at
-    saturated logits also for ``0 < gamma < 1``. ``alpha=None`` disables the
+    :math:`t\,\sigma(-x) + (1 - t)\,\sigma(x)` (no cancellation); value and
+    gradient come from one ``exp(-|x|)`` per element with an analytic
+    derivative, fused into one pass (a Python integer ``gamma`` is an integer
+    power), and the gradient is finite at saturated logits also for
+    ``0 < gamma < 1``. ``alpha=None`` disables the
     weighting (torchvision's ``alpha=-1``). For RetinaNet, use
     ``reduction="sum"`` and divide by the number of positive anchors.
 
@@ -484,15 +486,15 @@ def sigmoid_focal_loss(
     x, t, dtype = _checks.elementwise_pair(logits, targets, predictions_name="logits")
     compute = x.dtype
     _checks.check_range(gamma, "gamma", low=0.0)
-    g = _checks.hyperparameter(gamma, "gamma", compute)
-    x, t = _reduce.mask_inputs(where, x, t)
-    bce = bce_with_logits(x, t, None)
-    one_minus_pt = t * jax.nn.sigmoid(-x) + (1 - t) * jax.nn.sigmoid(x)
-    values = bce * safe_pow(one_minus_pt, g)
+    # A Python number stays static: an integer gamma becomes an integer power in the kernel.
+    g = (float(gamma) if isinstance(gamma, (int, float))
+         else _checks.hyperparameter(gamma, "gamma", compute))
+    a = None
     if alpha is not None:
         _checks.check_range(alpha, "alpha", low=0.0, high=1.0)
         a = _checks.hyperparameter(alpha, "alpha", compute)
-        values = (a * t + (1 - a) * (1 - t)) * values
+    x, t = _reduce.mask_inputs(where, x, t)
+    values = sigmoid_focal_values(x, t, gamma=g, alpha=a)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 

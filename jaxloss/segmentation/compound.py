@@ -235,7 +235,9 @@ def dice_focal_loss(
                            squared=squared)                                   # [N]
     x, t = drop_background(include_background, inputs.scores, inputs.onehot)
     focal = sigmoid_focal_values(
-        x, t, gamma=_checks.hyperparameter(gamma, "gamma", compute),
+        x, t,  # a Python gamma stays static (an integer one becomes an integer power)
+        gamma=(float(gamma) if isinstance(gamma, (int, float))
+               else _checks.hyperparameter(gamma, "gamma", compute)),
         alpha=None if alpha is None else _checks.hyperparameter(alpha, "alpha", compute))
     focal = pixel_mean(focal, inputs.valid, tuple(range(1, focal.ndim)))     # [N]
     values = (_checks.hyperparameter(lambda_dice, "lambda_dice", compute) * dice
