@@ -195,7 +195,7 @@ def _torch_focal(p: Any, t: Any) -> Any:
     import kornia.losses
 
     # kornia's "mean" divides by N * C; jaxloss's focal "mean" is the mean over positions
-    # of the class-summed loss (DESIGN.md), i.e. kornia's "sum" divided by N.
+    # of the class-summed loss (jaxloss's convention), i.e. kornia's "sum" divided by N.
     return kornia.losses.focal_loss(p, t, alpha=None, gamma=2.0, reduction="sum") / t.numel()
 
 
