@@ -104,7 +104,7 @@ def term(
       'mask/dice_loss'
 
     References:
-      DESIGN.md, "Composition and multi-task learning".
+      README, "Multi-task objectives"; optax's loss and transform conventions.
     """
     loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
     if isinstance(loss, str):
@@ -161,7 +161,7 @@ def combine(*terms: Term | Sequence[Term]) -> Combined:
       (3.3863, ['depth/mse_loss', 'logits/cross_entropy_loss'])
 
     References:
-      DESIGN.md, "Composition and multi-task learning".
+      README, "Multi-task objectives"; optax's loss and transform conventions.
     """
     if len(terms) == 1 and not isinstance(terms[0], Term):
         terms = tuple(terms[0])
@@ -320,7 +320,7 @@ def objective(apply_fn: Callable[..., Any], loss: Callable[..., Any], *,
       (2.5, [-1.0, -2.0])
 
     References:
-      optax's training-loop pattern; DESIGN.md, "Composition".
+      optax's training-loop pattern; README, "Multi-task objectives".
     """
     if not callable(apply_fn):
         raise TypeError("apply_fn must be callable.")

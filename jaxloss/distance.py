@@ -157,7 +157,7 @@ def signed_distance_map(
     .. math:: \phi(x) = \mathrm{edt}(\lnot m)(x) - \mathrm{edt}(m)(x)
 
     An image whose mask is empty or full has no boundary: its map is 0
-    (DESIGN.md; MONAI's boundary loss does the same).
+    (as MONAI's boundary loss does).
 
     Args:
       mask: array of any dtype; nonzero elements are inside.

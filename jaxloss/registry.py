@@ -258,7 +258,7 @@ def register(
       ValueError: loss 'doc_cubic_loss' is registered as elementwise: ... got (4,) and (4, 1)...
 
     References:
-      The calling convention in DESIGN.md; optax's losses for the
+      The calling convention (README, "A short tour"); optax's losses for the
       ``where=`` keyword.
     """
     if not isinstance(elementwise, bool):
@@ -338,7 +338,7 @@ def unregister(name: str) -> None:
       False
 
     References:
-      DESIGN.md, ``registry.py``.
+      The registry (``jaxloss/registry.py``) and README's catalogue.
     """
     if name in _BUILTIN:
         raise ValueError(f"{name!r} is a built-in jaxloss loss and cannot be unregistered.")
@@ -373,7 +373,7 @@ def get(name: str, **hyperparameters: Any) -> Callable[..., Array]:
       5.0
 
     References:
-      DESIGN.md, ``registry.py``.
+      The registry (``jaxloss/registry.py``) and README's catalogue.
     """
     if name not in _LOSSES:
         close = difflib.get_close_matches(name, list(_LOSSES), n=3)
@@ -398,7 +398,7 @@ def names(*, family: str | None = None) -> list[str]:
       True
 
     References:
-      DESIGN.md, ``registry.py``.
+      The registry (``jaxloss/registry.py``) and README's catalogue.
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES} or None; got {family!r}")
@@ -414,7 +414,7 @@ def family_of(name: str) -> str:
       'classification'
 
     References:
-      DESIGN.md, ``registry.py``.
+      The registry (``jaxloss/registry.py``) and README's catalogue.
     """
     if name not in _FAMILIES:
         raise KeyError(f"no loss named {name!r} is registered.")

@@ -90,7 +90,7 @@ def _prepare(embeddings: ArrayLike, labels: ArrayLike, kernel: ArrayLike, *,
 
     Labels outside ``[0, C)`` raise when concrete; under ``jit`` they are
     clipped for the gathers and marked in ``bad``, and the kernel's values
-    are NaN at those rows (DESIGN: never a plausible wrong number).
+    are NaN at those rows (never a plausible wrong number).
     """
     embeddings = _checks.float_input(embeddings, "embeddings")
     kernel = _checks.float_input(kernel, "kernel")

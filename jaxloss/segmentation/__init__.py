@@ -1,6 +1,6 @@
 """Segmentation losses: overlap (Dice, Jaccard, Tversky), Lovasz, distance-map and compound.
 
-Conventions (DESIGN.md):
+Conventions:
 
 * Layout is channels-last: logits ``(N, *spatial, C)`` (images
   ``(N, H, W, C)``, volumes ``(N, D, H, W, C)``); ``axis=`` names another
