@@ -23,6 +23,7 @@ single-device mean over the global batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ from jax.typing import ArrayLike
 from jaxloss import _checks
 from jaxloss._numerics import safe_div
 
-Alignment = str  # "trailing" or "leading"
+Alignment = Literal["trailing", "leading"]
 
 
 def align_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str, *,
@@ -90,18 +91,6 @@ def rows_kept(where: ArrayLike | None, weights: ArrayLike | None,
         nonzero = align_mask(weights, shape, "weights", align="leading") != 0
         kept = nonzero if kept is None else kept & nonzero
     return kept
-
-
-def expand_class_mask(where: ArrayLike | None, position_shape: tuple[int, ...], axis: int,
-                      ) -> Array | None:
-    """A per-position ``where`` (no class axis) broadcast to positions, plus a class axis.
-
-    Used by class-based losses to sanitise their logits at masked positions.
-    """
-    if where is None:
-        return None
-    mask = _checks.broadcast_mask(where, position_shape, "where")
-    return jnp.expand_dims(mask, axis)
 
 
 def reduce_loss(
