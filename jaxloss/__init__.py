@@ -21,6 +21,7 @@ from jaxloss import classification as classification
 from jaxloss import compose as compose
 from jaxloss import detection as detection
 from jaxloss import distance as distance
+from jaxloss import geometry as geometry
 from jaxloss import image as image
 from jaxloss import metric as metric
 from jaxloss import registry as registry
@@ -57,6 +58,13 @@ from jaxloss.detection import mask_rcnn_mask_loss as mask_rcnn_mask_loss
 from jaxloss.detection import ssd_multibox_loss as ssd_multibox_loss
 from jaxloss.distance import distance_transform as distance_transform
 from jaxloss.distance import signed_distance_map as signed_distance_map
+from jaxloss.geometry import bending_energy_loss as bending_energy_loss
+from jaxloss.geometry import edge_aware_smoothness_loss as edge_aware_smoothness_loss
+from jaxloss.geometry import endpoint_error_loss as endpoint_error_loss
+from jaxloss.geometry import lncc_loss as lncc_loss
+from jaxloss.geometry import mutual_information_loss as mutual_information_loss
+from jaxloss.geometry import scale_shift_invariant_loss as scale_shift_invariant_loss
+from jaxloss.geometry import silog_loss as silog_loss
 from jaxloss.image import diffusion_loss as diffusion_loss
 from jaxloss.image import gan_discriminator_loss as gan_discriminator_loss
 from jaxloss.image import gan_generator_loss as gan_generator_loss
@@ -130,6 +138,7 @@ __all__ = [
     "arcface_loss",
     "barlow_twins_loss",
     "batch_triplet_loss",
+    "bending_energy_loss",
     "binary_cross_entropy_loss",
     "boundary_loss",
     "box_area",
@@ -156,7 +165,9 @@ __all__ = [
     "diffusion_loss",
     "diou_loss",
     "distance_transform",
+    "edge_aware_smoothness_loss",
     "eiou_loss",
+    "endpoint_error_loss",
     "focal_loss",
     "focal_tversky_loss",
     "gan_discriminator_loss",
@@ -167,6 +178,7 @@ __all__ = [
     "generalized_box_iou",
     "generalized_cross_entropy_loss",
     "generalized_dice_loss",
+    "geometry",
     "get",
     "giou_loss",
     "gradient_penalty",
@@ -179,6 +191,7 @@ __all__ = [
     "jaccard_loss",
     "js_divergence_loss",
     "kl_divergence_loss",
+    "lncc_loss",
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
@@ -188,6 +201,7 @@ __all__ = [
     "mse_loss",
     "multi_similarity_loss",
     "multiclass_hinge_loss",
+    "mutual_information_loss",
     "names",
     "npair_loss",
     "ntxent_loss",
@@ -200,9 +214,11 @@ __all__ = [
     "register",
     "registry",
     "robust_loss",
+    "scale_shift_invariant_loss",
     "siglip_loss",
     "sigmoid_focal_loss",
     "signed_distance_map",
+    "silog_loss",
     "simsiam_loss",
     "smooth_l1_loss",
     "sphereface_loss",

@@ -1,0 +1,91 @@
+"""Private helpers of the geometry family: validation, a NaN-keeping square root,
+separable "same" filtering and whole-image masking."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array, lax
+from jax.typing import ArrayLike
+
+from jaxloss import _checks, _reduce
+
+
+def sqrt_at_zero(x: Array) -> Array:
+    """``sqrt(x)`` whose gradient at ``x == 0`` is 0 instead of inf.
+
+    Unlike ``_numerics.safe_sqrt`` (which maps every ``x <= 0``, NaN included, to
+    0) only an exact 0 is special-cased: a NaN input stays NaN (never a
+    plausible wrong number). Callers clamp roundoff-negative arguments first.
+    """
+    zero = x == 0
+    safe_x = jnp.where(zero, jnp.ones_like(x), x)
+    return jnp.where(zero, jnp.zeros_like(x), jnp.sqrt(safe_x))
+
+
+def float_batch(value: ArrayLike, name: str, *, rank: int | tuple[int, ...],
+                layout: str) -> Array:
+    """A floating array whose rank is ``rank`` (or one of them), else a clear error."""
+    array = _checks.float_input(value, name)
+    ranks = (rank,) if isinstance(rank, int) else rank
+    if array.ndim not in ranks:
+        raise ValueError(
+                f"{name} must be {layout}, channels-last (rank "
+                f"{' or '.join(str(r) for r in ranks)}); got shape {array.shape}."
+        )
+    return array
+
+
+def depth_map(value: ArrayLike, name: str) -> Array:
+    """A floating ``(N, H, W, 1)`` depth or disparity batch."""
+    array = float_batch(value, name, rank=4, layout="a batch of depth maps (N, H, W, 1)")
+    if array.shape[-1] != 1:
+        raise ValueError(
+                f"{name} must be a batch of depth maps (N, H, W, 1) with one channel; got shape "
+                f"{array.shape}. Add the channel axis with {name}[..., None]"
+                + (", or move a channels-first axis last." if array.shape[1] == 1 else ".")
+        )
+    return array
+
+
+def pair(predictions: ArrayLike, targets: ArrayLike, *, check=None) -> tuple[Array, Array,
+                                                                              jnp.dtype]:
+    """A validated same-shape pair in the compute dtype, and the result dtype."""
+    if check is not None:
+        check(predictions, "predictions")
+    return _checks.elementwise_pair(predictions, targets)
+
+
+def filter_same(z: Array, taps: tuple[float, ...], axes: tuple[int, ...]) -> Array:
+    """Correlation with the 1-D window ``taps`` along each of ``axes``, zero-padded ("same").
+
+    ``len(taps)`` is odd; the output has the input's shape. Written as shifted
+    multiply-adds that XLA fuses (static loop over the taps).
+    """
+    radius = len(taps) // 2
+    for axis in axes:
+        pad = [(0, 0)] * z.ndim
+        pad[axis] = (radius, radius)
+        padded = jnp.pad(z, pad)
+        size = z.shape[axis]
+        out = None
+        for k, tap in enumerate(taps):  # static: kernel_size taps
+            term = lax.slice_in_dim(padded, k, k + size, axis=axis) * tap
+            out = term if out is None else out + term
+        z = out
+    return z
+
+
+def mask_images(where: ArrayLike | None, shape: tuple[int, ...], *arrays: Array) -> tuple[Array,
+                                                                                          ...]:
+    """Zeroes the images (rows of ``arrays``) in which ``where`` selects no entry.
+
+    ``where`` broadcasts to the unreduced ``shape`` (which need not be the
+    inputs' shape: windowed losses shrink or keep it). A NaN in an image left
+    out entirely then reaches neither value nor gradient; within a partly
+    selected image every input pixel still feeds its neighbours' windows.
+    """
+    if where is None:
+        return arrays
+    mask = _reduce.align_mask(where, shape, "where").astype(jnp.bool_)
+    kept = jnp.any(mask.reshape(shape[0], -1), axis=1)  # (N,)
+    return _reduce.mask_rows(kept, *arrays)
