@@ -77,7 +77,7 @@ def _mi_values(p: Array, t: Array, num_bins: int, sigma_ratio: Array, smooth_nr:
 
     def parzen(x: Array) -> tuple[Array, Array]:
         x = jnp.clip(x.reshape(x.shape[0], -1, 1), 0.0, 1.0)  # [N, P, 1]
-        w = jnp.exp(-preterm * jnp.square(x - centers))  # [N, P, B]
+        w = jnp.exp(-preterm * jnp.square(x - centers[None, None, :]))  # [N, P, B]
         w = w / jnp.sum(w, axis=-1, keepdims=True)
         return w, jnp.mean(w, axis=1)  # [N, P, B], [N, B]
 
@@ -113,7 +113,8 @@ def _bending_values(u: Array, normalize: bool) -> Array:
         for b in range(a, u.ndim - 1):
             d2 = _second_difference(u, a, b)
             if normalize:
-                d2 = d2 * jnp.asarray(sizes[a - 1] * sizes[b - 1] / components, u.dtype)
+                scale = sizes[a - 1] * sizes[b - 1] / components  # (ndim,), per component
+                d2 = d2 * jnp.asarray(scale, u.dtype).reshape((1,) * (u.ndim - 1) + (-1,))
             energy = energy + (1.0 if a == b else 2.0) * d2 * d2
     return energy
 
