@@ -14,6 +14,9 @@ computed in float32 and returned in their own dtype.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -41,6 +44,7 @@ def _image_sum(values: Array) -> Array:
 # --------------------------------------------------------------------------------------
 
 
+@jax.jit
 def _silog_values(p: Array, t: Array, variance_focus: Array, eps: Array) -> Array:
     valid = t > eps
     log_t = jnp.log(jnp.where(valid, t, jnp.ones_like(t)))
@@ -76,7 +80,9 @@ def _gradient_matching(r: Array, m: Array, scales: int) -> Array:
     return total
 
 
-def _ssi_values(p: Array, t: Array, m: Array, gradient_weight: Array, scales: int) -> Array:
+# Jitted (also when called eagerly): the multi-scale term is many small operations.
+@functools.partial(jax.jit, static_argnames=("scales",))
+def _ssi_values(p: Array, t: Array, m: Array, gradient_weight: Array, *, scales: int) -> Array:
     scale, shift = _scale_and_shift(p, t, m)
     aligned = scale[:, None, None, None] * p + shift[:, None, None, None]
     r = m * (aligned - t)  # [N, H, W, 1]
@@ -84,6 +90,7 @@ def _ssi_values(p: Array, t: Array, m: Array, gradient_weight: Array, scales: in
     return data + gradient_weight * _gradient_matching(r, m, scales)
 
 
+@jax.jit
 def _smoothness_values(d: Array, image: Array) -> Array:
     def term(dd: Array, di: Array) -> Array:  # [N, h, w, 1], [N, h, w, C]
         weight = jnp.exp(-jnp.mean(abs_zero_grad(di), axis=-1, keepdims=True))
@@ -267,7 +274,7 @@ def scale_shift_invariant_loss(
         _checks.check_same_shape(mask, "mask", p, "predictions")
         m = mask.astype(p.dtype)
     p, t, m = _reduce.mask_rows(where, p, t, m)
-    values = _ssi_values(p, t, m, alpha, scales)
+    values = _ssi_values(p, t, m, alpha, scales=scales)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -56,8 +57,13 @@ def _ncc_taps(kernel_size: int, kernel_type: str) -> tuple[float, ...]:
     return tuple(float(v) for v in taps.astype(np.float32))
 
 
-def _lncc_values(p: Array, t: Array, taps: tuple[float, ...], smooth_nr: Array,
-                 smooth_dr: Array) -> Array:
+# Jitted kernels: one compilation per shape and static setting, also when called eagerly
+# (op-by-op dispatch of the filters' many small operations would compile each one).
+
+
+@functools.partial(jax.jit, static_argnames=("taps",))
+def _lncc_values(p: Array, t: Array, smooth_nr: Array, smooth_dr: Array, *,
+                 taps: tuple[float, ...]) -> Array:
     ndim = p.ndim - 2
     volume = float(np.sum(np.asarray(taps, np.float64)) ** ndim)
     # [5, N, *spatial, C]: the five local sums, filtered along each spatial axis.
@@ -69,8 +75,9 @@ def _lncc_values(p: Array, t: Array, taps: tuple[float, ...], smooth_nr: Array,
     return -(cross * cross + smooth_nr) / (t_var * p_var)
 
 
-def _mi_values(p: Array, t: Array, num_bins: int, sigma_ratio: Array, smooth_nr: Array,
-               smooth_dr: Array) -> Array:
+@functools.partial(jax.jit, static_argnames=("num_bins",))
+def _mi_values(p: Array, t: Array, sigma_ratio: Array, smooth_nr: Array, smooth_dr: Array, *,
+               num_bins: int) -> Array:
     centers = jnp.linspace(0.0, 1.0, num_bins, dtype=p.dtype)
     sigma = sigma_ratio / (num_bins - 1)
     preterm = 1.0 / (2.0 * sigma * sigma)
@@ -105,7 +112,8 @@ def _second_difference(x: Array, a: int, b: int) -> Array:
             + take({a: -1, b: -1})) / 4.0
 
 
-def _bending_values(u: Array, normalize: bool) -> Array:
+@functools.partial(jax.jit, static_argnames=("normalize",))
+def _bending_values(u: Array, *, normalize: bool) -> Array:
     sizes = u.shape[1:-1]
     components = np.asarray(sizes, np.float64)  # component c is scaled by spatial size c
     energy = jnp.zeros((u.shape[0],) + tuple(s - 2 for s in sizes) + (u.shape[-1],), u.dtype)
@@ -206,7 +214,7 @@ def lncc_loss(
     nr = _checks.hyperparameter(smooth_nr, "smooth_nr", p.dtype)
     dr = _checks.hyperparameter(smooth_dr, "smooth_dr", p.dtype)
     p, t = mask_images(where, p.shape, p, t)
-    values = _lncc_values(p, t, _ncc_taps(kernel_size, kernel_type), nr, dr)
+    values = _lncc_values(p, t, nr, dr, taps=_ncc_taps(kernel_size, kernel_type))
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 
@@ -287,7 +295,7 @@ def mutual_information_loss(
     nr = _checks.hyperparameter(smooth_nr, "smooth_nr", p.dtype)
     dr = _checks.hyperparameter(smooth_dr, "smooth_dr", p.dtype)
     p, t = _reduce.mask_rows(where, p, t)
-    values = _mi_values(p, t, num_bins, ratio, nr, dr)
+    values = _mi_values(p, t, ratio, nr, dr, num_bins=num_bins)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
 
@@ -369,6 +377,6 @@ def bending_energy_loss(
     u = u.astype(compute)
     shape = (u.shape[0],) + tuple(s - 2 for s in u.shape[1:-1]) + (ndim,)
     (u,) = mask_images(where, shape, u)
-    values = _bending_values(u, normalize)
+    values = _bending_values(u, normalize=normalize)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
