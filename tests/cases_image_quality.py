@@ -56,14 +56,26 @@ def _single_extremes(shape, **kwargs):
     return extremes
 
 
+def _with_volume(extremes, shape, **kwargs):
+    """``extremes`` plus flat and textured volumes ``(N, D, H, W, C)``."""
+    def more():
+        v = np.random.default_rng(2).random(shape).astype(np.float32)
+        zeros = np.zeros(shape, np.float32)
+        return extremes() + [((v, zeros), dict(kwargs)), ((zeros, zeros.copy()), dict(kwargs))]
+
+    return more
+
+
 _SSIM = {"window_size": 5}
 _MS = {"window_size": 3, "power_factors": (0.4, 0.6)}
 
 CASES = {
     "ssim_loss": Case(make=_pair((4, 12, 13, 2), **_SSIM),
-                      extremes=_pair_extremes((2, 9, 10, 2), **_SSIM), elementwise=True),
+                      extremes=_with_volume(_pair_extremes((2, 9, 10, 2), **_SSIM),
+                                            (1, 6, 7, 8, 1), **_SSIM), elementwise=True),
     "ms_ssim_loss": Case(make=_pair((4, 24, 22, 2), **_MS),
-                         extremes=_pair_extremes((2, 13, 12, 2), **_MS), elementwise=True),
+                         extremes=_with_volume(_pair_extremes((2, 13, 12, 2), **_MS),
+                                               (1, 7, 8, 6, 1), **_MS), elementwise=True),
     "psnr_loss": Case(make=_pair((4, 5, 6, 3)), extremes=_pair_extremes((2, 3, 4, 2)),
                       elementwise=True),
     "total_variation_loss": Case(make=_single((4, 5, 6, 3)),

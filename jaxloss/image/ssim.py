@@ -1,7 +1,8 @@
 """Structural similarity losses: SSIM and MS-SSIM.
 
 Conventions: images are floating, channels-last ``(N, H, W, C)``, usually in
-``[0, max_val]``; every loss returns one value per image, so the unreduced
+``[0, max_val]``, or volumes ``(N, D, H, W, C)`` (the window, the padding and
+MS-SSIM's 2x pooling then act on all three spatial axes); every loss returns one value per image, so the unreduced
 loss (``reduction="none"``) has shape ``(N,)`` and ``where``/``weights``
 select or weight whole images. Pairs must have exactly the same shape.
 Half-precision images are computed in float32 and the loss is returned in
@@ -81,19 +82,21 @@ def _window(window_size: int, sigma: float) -> tuple[float, ...]:
     return tuple(float(t) for t in taps / taps.sum())
 
 
-def _check_size(shape: tuple[int, ...], window_size: int, padding: str, what: str) -> None:
-    height, width = shape[1], shape[2]
+def _check_size(spatial: tuple[int, ...], window_size: int, padding: str, what: str) -> None:
+    """``spatial``: the ``(H, W)`` or ``(D, H, W)`` sizes."""
+    size = "x".join(str(s) for s in spatial)
+    sides = "H and W" if len(spatial) == 2 else "D, H and W"
     radius = window_size // 2
-    if padding == "valid" and min(height, width) < window_size:
+    if padding == "valid" and min(spatial) < window_size:
         raise ValueError(
-                f"{what} is {height}x{width}, smaller than window_size={window_size}: "
-                "padding='valid' needs H and W >= window_size. Use a smaller window_size, "
+                f"{what} is {size}, smaller than window_size={window_size}: "
+                f"padding='valid' needs {sides} >= window_size. Use a smaller window_size, "
                 "fewer scales, or padding='same'."
         )
-    if padding == "same" and min(height, width) <= radius:
+    if padding == "same" and min(spatial) <= radius:
         raise ValueError(
-                f"{what} is {height}x{width}: padding='same' reflects window_size // 2 = "
-                f"{radius} pixels, which needs H and W > {radius}. Use a smaller window_size or "
+                f"{what} is {size}: padding='same' reflects window_size // 2 = "
+                f"{radius} pixels, which needs {sides} > {radius}. Use a smaller window_size or "
                 "fewer scales."
         )
 
@@ -128,39 +131,38 @@ def _filter_axis(z: Array, window: tuple[float, ...], axis: int, step: int) -> A
     return out
 
 
-def _blur(z: Array, window: tuple[float, ...], channels: int) -> Array:
-    """Separable valid Gaussian filter of ``(..., H, W * C)`` maps, per channel."""
-    return _filter_axis(_filter_axis(z, window, -1, channels), window, -2, 1)
+def _blur(z: Array, window: tuple[float, ...], channels: int, ndim: int) -> Array:
+    """Separable valid Gaussian filter of ``(..., H, W * C)`` (``ndim=2``) or
+    ``(..., D, H, W * C)`` (``ndim=3``) maps, per channel."""
+    z = _filter_axis(z, window, -1, channels)
+    for axis in range(2, ndim + 1):  # static: the other spatial axes
+        z = _filter_axis(z, window, -axis, 1)
+    return z
 
 
-def _blur_transpose(z: Array, window: tuple[float, ...], channels: int) -> Array:
+def _blur_transpose(z: Array, window: tuple[float, ...], channels: int, ndim: int) -> Array:
     """Adjoint of :func:`_blur`: zero-pad by the window and correlate with the reversed window."""
     r = len(window) - 1
-    pad = [(0, 0)] * (z.ndim - 2) + [(r, r), (r * channels, r * channels)]
-    return _blur(jnp.pad(z, pad), window[::-1], channels)
+    pad = [(0, 0)] * (z.ndim - ndim) + [(r, r)] * (ndim - 1) + [(r * channels, r * channels)]
+    return _blur(jnp.pad(z, pad), window[::-1], channels, ndim)
 
 
 def _reflect(image: Array, window: tuple[float, ...], padding: str) -> Array:
     if padding == "valid":
         return image
     r = len(window) // 2
-    return jnp.pad(image, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+    pad = ((0, 0),) + ((r, r),) * (image.ndim - 2) + ((0, 0),)
+    return jnp.pad(image, pad, mode="reflect")
 
 
 def _flat(image: Array) -> Array:
-    n, h, w, c = image.shape
-    return image.reshape(n, h, w * c)
+    """``(n, *spatial, C)`` -> ``(n, *spatial[:-1], W * C)``."""
+    return image.reshape(image.shape[:-2] + (image.shape[-2] * image.shape[-1],))
 
 
 def _channel_mean(values: Array, channels: int) -> Array:
-    """``(n, h, w * C)`` map -> ``(n, C)`` mean over pixels."""
-    n, h, wc = values.shape
-    return jnp.mean(values.reshape(n, h, wc // channels, channels), axis=(1, 2))
-
-
-def _channel_sum(values: Array, channels: int) -> Array:
-    n, h, wc = values.shape
-    return jnp.sum(values.reshape(n, h, wc // channels, channels), axis=(1, 2))
+    """``(n, ..., w * C)`` map -> ``(n, C)`` mean over pixels."""
+    return jnp.mean(values.reshape(values.shape[0], -1, channels), axis=1)
 
 
 def _moment_terms(x: Array, y: Array, c1: Array, c2: Array, window: tuple[float, ...],
@@ -172,7 +174,8 @@ def _moment_terms(x: Array, y: Array, c1: Array, c2: Array, window: tuple[float,
     non-negative in exact arithmetic, roundoff can make them slightly
     negative), so ``b2 >= c2 > 0``.
     """
-    mx, my, exx, eyy, exy = _blur(jnp.stack([x, y, x * x, y * y, x * y]), window, channels)
+    ndim = x.ndim - 1  # flat maps (n, *spatial[:-1], W * C)
+    mx, my, exx, eyy, exy = _blur(jnp.stack([x, y, x * x, y * y, x * y]), window, channels, ndim)
     mxy = mx * my
     vx = exx - mx * mx
     vy = eyy - my * my
@@ -238,7 +241,7 @@ def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
         d_a2, d_b2 = 1.0 / b2, -values / b2
     value = _channel_mean(values, channels)
     tangent = jnp.zeros_like(value)
-    count = values.shape[1] * (values.shape[2] // channels)
+    count = math.prod(values.shape[1:]) // channels  # map pixels per channel
 
     d_exy = 2.0 * d_a2
     d_mean_product = d_a1 - d_a2  # d/d(mx my) through a1 and a2
@@ -248,13 +251,14 @@ def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
             continue
         d_square = jnp.where(positive, d_b2, zeros)  # d/d(E[x^2]) through b2 = sxx + ...
         d_mean = 2.0 * (other_mean * d_mean_product + mean * (d_b1 - d_square))
-        back = _blur_transpose(jnp.stack([d_mean, d_square, d_exy]), window, channels) / count
+        back = _blur_transpose(jnp.stack([d_mean, d_square, d_exy]), window, channels,
+                               x.ndim - 2) / count
         grad = back[0] + 2.0 * _flat(image) * back[1] + _flat(other) * back[2]
         grad = grad.reshape(image.shape)
         if padding == "same":  # through the reflect padding: its transpose
             _, unpad = jax.vjp(lambda z: _reflect(z, window, padding), primals[0])
             (grad,) = unpad(grad)
-        tangent = tangent + jnp.sum(grad * t, axis=(1, 2))
+        tangent = tangent + jnp.sum(grad * t, axis=tuple(range(1, x.ndim - 1)))
     if not _is_zero(tc1):
         tangent = tangent + _channel_mean(d_a1 + d_b1, channels) * tc1
     if not _is_zero(tc2):
@@ -285,11 +289,15 @@ def _channel_stats(x: Array, y: Array, c1: Array, c2: Array, window: tuple[float
 
 
 def _downsample(image: Array) -> Array:
-    """2x2 average pooling; an odd side gets one zero row/column in front (pytorch_msssim)."""
-    n, h, w, c = image.shape
-    image = jnp.pad(image, ((0, 0), (h % 2, 0), (w % 2, 0), (0, 0)))
-    h, w = image.shape[1] // 2, image.shape[2] // 2
-    return jnp.sum(image.reshape(n, h, 2, w, 2, c), axis=(2, 4)) * 0.25
+    """2x2 (2x2x2) average pooling; an odd side gets one zero row/column in front
+    (pytorch_msssim)."""
+    spatial = image.shape[1:-1]
+    image = jnp.pad(image, ((0, 0),) + tuple((s % 2, 0) for s in spatial) + ((0, 0),))
+    halves = tuple(s // 2 for s in image.shape[1:-1])
+    split = sum(((h, 2) for h in halves), ())  # (h1, 2, h2, 2[, h3, 2])
+    pooled = image.reshape((image.shape[0],) + split + (image.shape[-1],))
+    axes = tuple(2 + 2 * i for i in range(len(halves)))
+    return jnp.sum(pooled, axis=axes) * (0.5 ** len(halves))
 
 
 # Jitted cores: one compilation per shape and static setting, also when called eagerly
@@ -364,7 +372,8 @@ def ssim_loss(
     analytic (see the module docstring); forward mode works.
 
     Args:
-      predictions: floating ``(N, H, W, C)`` images, channels-last.
+      predictions: floating ``(N, H, W, C)`` images or ``(N, D, H, W, C)``
+        volumes, channels-last.
       targets: floating images of the same shape.
       max_val: data range ``L > 0`` (1 for images in ``[0, 1]``, 255 for
         ``[0, 255]``); a Python float or a traced JAX scalar.
@@ -382,7 +391,7 @@ def ssim_loss(
       The reduced loss; for ``reduction="none"`` one value per image, ``(N,)``.
 
     Raises:
-      ValueError: images not of rank 4, shapes differ, even ``window_size``,
+      ValueError: images not of rank 4 or 5, shapes differ, even ``window_size``,
         images smaller than the window, unknown ``padding`` or ``reduction``,
         non-positive ``max_val``, ``k1``, ``k2`` or ``sigma``.
       TypeError: integer images, or a traced ``window_size`` or ``sigma``.
@@ -403,13 +412,15 @@ def ssim_loss(
       filter_size=window_size, filter_sigma=sigma, k1=k1, k2=k2)``;
       ``"same"``: ``1 - kornia.metrics.ssim(p, t, window_size, max_val,
       eps=0.0).mean((1, 2, 3))`` on NCHW images (kornia fixes ``sigma=1.5``,
-      ``k1=0.01``, ``k2=0.03``).
+      ``k1=0.01``, ``k2=0.03``). Volumes, ``"valid"``: MONAI
+      ``SSIMLoss(spatial_dims=3, data_range=max_val, win_size=window_size,
+      kernel_sigma=sigma, k1=k1, k2=k2, reduction="none")`` on NCDHW volumes.
     """
     _checks.check_reduction(reduction)
     _checks.check_choice(padding, "padding", _PADDINGS)
     window = _window(window_size, sigma)
-    x, y, dtype = image_pair(predictions, targets)
-    _check_size(x.shape, window_size, padding, "The image")
+    x, y, dtype = image_pair(predictions, targets, volumes=True)
+    _check_size(x.shape[1:-1], window_size, padding, "The image")
     c1, c2 = _ssim_constants(max_val, k1, k2, x.dtype)
     x, y = _reduce.mask_rows(where, x, y)
     values = _ssim_values(x, y, c1, c2, window=window, padding=padding)
@@ -458,7 +469,8 @@ def ms_ssim_loss(
     static Python loop (each scale has its own shape, at most a handful).
 
     Args:
-      predictions: floating ``(N, H, W, C)`` images, channels-last.
+      predictions: floating ``(N, H, W, C)`` images or ``(N, D, H, W, C)``
+        volumes, channels-last.
       targets: floating images of the same shape.
       max_val: data range ``L > 0``; a Python float or a traced JAX scalar.
       window_size: odd number of taps of the Gaussian window, static. The
@@ -477,7 +489,7 @@ def ms_ssim_loss(
       The reduced loss; for ``reduction="none"`` one value per image, ``(N,)``.
 
     Raises:
-      ValueError: images not of rank 4, shapes differ, even ``window_size``,
+      ValueError: images not of rank 4 or 5, shapes differ, even ``window_size``,
         a coarsest scale smaller than the window, empty or non-positive
         ``power_factors``, unknown ``padding`` or ``reduction``.
       TypeError: integer images, or non-static ``window_size``, ``sigma`` or
@@ -499,7 +511,9 @@ def ms_ssim_loss(
       assessment <https://doi.org/10.1109/ACSSC.2003.1292216>`_, 2003.
       ``"valid"``: ``1 - pytorch_msssim.ms_ssim(p, t, data_range=max_val,
       size_average=False, win_size=window_size, win_sigma=sigma,
-      weights=power_factors, K=(k1, k2))`` on NCHW images.
+      weights=power_factors, K=(k1, k2))`` on NCHW images; on single-channel
+      NCDHW volumes with even sides, ``1 - MultiScaleSSIMMetric(spatial_dims=3,
+      ...)`` of MONAI (which averages the channels before the powers).
     """
     _checks.check_reduction(reduction)
     _checks.check_choice(padding, "padding", _PADDINGS)
@@ -510,13 +524,13 @@ def ms_ssim_loss(
     if not power_factors:
         raise ValueError("power_factors must hold at least one exponent; got an empty sequence.")
     powers = tuple(_static_float(p, "power_factors") for p in power_factors)
-    x, y, dtype = image_pair(predictions, targets)
-    height, width = x.shape[1], x.shape[2]
+    x, y, dtype = image_pair(predictions, targets, volumes=True)
+    spatial = x.shape[1:-1]
     for _ in range(len(powers) - 1):
-        height, width = (height + 1) // 2, (width + 1) // 2
-    _check_size((0, height, width), window_size, padding,
-                f"The coarsest of the {len(powers)} scales ({x.shape[1]}x{x.shape[2]} halved "
-                f"{len(powers) - 1} times)")
+        spatial = tuple((s + 1) // 2 for s in spatial)
+    _check_size(spatial, window_size, padding,
+                f"The coarsest of the {len(powers)} scales "
+                f"({'x'.join(str(s) for s in x.shape[1:-1])} halved {len(powers) - 1} times)")
     c1, c2 = _ssim_constants(max_val, k1, k2, x.dtype)
     x, y = _reduce.mask_rows(where, x, y)
     values = _ms_ssim_values(x, y, c1, c2, window=window, padding=padding, powers=powers)

@@ -227,3 +227,42 @@ def test_bending_energy_against_monai(shape, normalize):
     theirs = monai_losses.BendingEnergyLoss(normalize=normalize, reduction="none")(
         torch.tensor(_first(u).astype(np.float64)))
     _close(ours, np.moveaxis(theirs.numpy(), 1, -1), rtol=2e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# SSIM and MS-SSIM on volumes (the image family's losses, given (N, D, H, W, C)).
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,window_size,sigma", [((2, 9, 10, 11, 2), 5, 1.5),
+                                                      ((1, 12, 11, 13, 1), 11, 1.5)])
+def test_ssim_on_volumes_against_monai(shape, window_size, sigma):
+    rng = np.random.default_rng(7)
+    t = rng.random(shape).astype(np.float32)
+    p = np.clip(t + 0.2 * rng.normal(size=shape), 0.0, 1.0).astype(np.float32)
+    monai = monai_losses.SSIMLoss(spatial_dims=3, data_range=1.0, win_size=window_size,
+                                  kernel_sigma=sigma)
+    value, grad = _jax_value_and_grad(
+        lambda a, b: jaxloss.ssim_loss(a, b, window_size=window_size, sigma=sigma), p, t)
+    # MONAI computes in float32 internally (convert_data_type to torch.float).
+    ref_value, ref_grad = _torch_value_and_grad(monai, p, t, to_torch=_first)
+    _close(value, ref_value, rtol=1e-4, atol=1e-6)
+    _grad_close(grad, np.moveaxis(ref_grad, 1, -1), rel=1e-4)
+
+
+def test_ms_ssim_on_volumes_against_monai():
+    from monai.metrics.regression import compute_ms_ssim
+
+    rng = np.random.default_rng(8)
+    shape = (2, 16, 20, 18, 1)
+    t = rng.random(shape).astype(np.float32)
+    p = np.clip(t + 0.1 * rng.normal(size=shape), 0.0, 1.0).astype(np.float32)
+    weights = (0.5, 0.5)
+    value, grad = _jax_value_and_grad(
+        lambda a, b: jaxloss.ms_ssim_loss(a, b, window_size=5, power_factors=weights), p, t)
+    ref_value, ref_grad = _torch_value_and_grad(
+        lambda a, b: torch.mean(1.0 - compute_ms_ssim(
+            a, b, spatial_dims=3, data_range=1.0, kernel_type="gaussian", kernel_size=(5,) * 3,
+            kernel_sigma=(1.5,) * 3, k1=0.01, k2=0.03, weights=weights)), p, t, to_torch=_first)
+    _close(value, ref_value, rtol=1e-4, atol=1e-6)
+    _grad_close(grad, np.moveaxis(ref_grad, 1, -1), rel=1e-4)
