@@ -4,9 +4,9 @@ Conventions: images are floating, channels-last ``(N, H, W, C)``, usually in
 ``[0, max_val]``, or volumes ``(N, D, H, W, C)`` (the window, the padding and
 MS-SSIM's 2x pooling then act on all three spatial axes); every loss returns
 one value per image, so the unreduced loss (``reduction="none"``) has shape
-``(N,)`` and ``where``/``weights`` select or weight whole images. Pairs must have exactly the same shape.
-Half-precision images are computed in float32 and the loss is returned in
-their dtype.
+``(N,)`` and ``where``/``weights`` select or weight whole images. Pairs must
+have exactly the same shape. Half-precision images are computed in float32 and
+the loss is returned in their dtype.
 
 SSIM is computed per channel with a depthwise, separable Gaussian window and
 averaged over pixels and channels. Its gradient is written out analytically
