@@ -6,9 +6,10 @@ where=None, weights=None, reduction="mean")`` that works under ``jit``,
 
 Every public name is re-exported here explicitly (``from jaxloss.family import
 name as name``) so that type checkers see each loss's signature. The VGG-16
-feature extractor (``vgg16_features``, ``VGG16Features``) needs Flax, an
-optional dependency (``pip install 'jaxloss[flax]'``): it is imported on first
-attribute access and is not part of ``__all__``, so ``from jaxloss import *``
+feature extractor (``vgg16_features``, ``VGG16Features``) and the LPIPS
+networks (``lpips_network``, ``LPIPSNetwork``) need Flax, an optional
+dependency (``pip install 'jaxloss[flax]'``): they are imported on first
+attribute access and are not part of ``__all__``, so ``from jaxloss import *``
 works without Flax.
 """
 
@@ -72,6 +73,7 @@ from jaxloss.image import gaussian_kl_loss as gaussian_kl_loss
 from jaxloss.image import gradient_penalty as gradient_penalty
 from jaxloss.image import gram_matrix as gram_matrix
 from jaxloss.image import ms_ssim_loss as ms_ssim_loss
+from jaxloss.image import lpips_loss as lpips_loss
 from jaxloss.image import perceptual_loss as perceptual_loss
 from jaxloss.image import psnr_loss as psnr_loss
 from jaxloss.image import r1_penalty as r1_penalty
@@ -129,6 +131,8 @@ from jaxloss.segmentation import tversky_loss as tversky_loss
 
 if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
     from jaxloss.image.vgg import VGG16Features as VGG16Features
+    from jaxloss.image.lpips_net import LPIPSNetwork as LPIPSNetwork
+    from jaxloss.image.lpips_net import lpips_network as lpips_network
     from jaxloss.image.vgg import vgg16_features as vgg16_features
 
 __version__ = "0.1.0"
@@ -195,6 +199,7 @@ __all__ = [
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
+    "lpips_loss",
     "mae_loss",
     "mask_rcnn_mask_loss",
     "ms_ssim_loss",
@@ -240,7 +245,8 @@ __all__ = [
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.
-_LAZY = {"vgg16_features": "jaxloss.image.vgg", "VGG16Features": "jaxloss.image.vgg"}
+_LAZY = {"vgg16_features": "jaxloss.image.vgg", "VGG16Features": "jaxloss.image.vgg",
+         "lpips_network": "jaxloss.image.lpips_net", "LPIPSNetwork": "jaxloss.image.lpips_net"}
 
 
 def __getattr__(name: str) -> Any:

@@ -39,6 +39,19 @@ def safe_sqrt(x: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(safe_x), jnp.zeros_like(x))
 
 
+def sqrt_at_zero(x: Array) -> Array:
+    """``sqrt(x)`` whose gradient at ``x == 0`` is 0 instead of inf; NaN stays NaN.
+
+    Unlike :func:`safe_sqrt` (which maps every ``x <= 0``, NaN included, to 0)
+    only an exact 0 is special-cased, so a NaN or negative input gives NaN
+    (never a plausible wrong number). Callers clamp roundoff-negative
+    arguments themselves.
+    """
+    zero = x == 0
+    safe_x = jnp.where(zero, jnp.ones_like(x), x)
+    return jnp.where(zero, jnp.zeros_like(x), jnp.sqrt(safe_x))
+
+
 def safe_log(x: Array, floor: float = -jnp.inf) -> Array:
     """``max(log(x), floor)`` for ``x >= 0``; at ``x == 0`` it is ``floor`` with a 0 gradient."""
     positive = x > 0

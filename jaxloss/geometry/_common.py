@@ -1,5 +1,5 @@
-"""Private helpers of the geometry family: validation, a NaN-keeping square root,
-separable "same" filtering and whole-image masking."""
+"""Private helpers of the geometry family: validation, separable "same" filtering and
+whole-image masking."""
 
 from __future__ import annotations
 
@@ -8,18 +8,6 @@ from jax import Array, lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
-
-
-def sqrt_at_zero(x: Array) -> Array:
-    """``sqrt(x)`` whose gradient at ``x == 0`` is 0 instead of inf.
-
-    Unlike ``_numerics.safe_sqrt`` (which maps every ``x <= 0``, NaN included, to
-    0) only an exact 0 is special-cased: a NaN input stays NaN (never a
-    plausible wrong number). Callers clamp roundoff-negative arguments first.
-    """
-    zero = x == 0
-    safe_x = jnp.where(zero, jnp.ones_like(x), x)
-    return jnp.where(zero, jnp.zeros_like(x), jnp.sqrt(safe_x))
 
 
 def float_batch(value: ArrayLike, name: str, *, rank: int | tuple[int, ...],

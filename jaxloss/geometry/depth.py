@@ -23,8 +23,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._numerics import abs_zero_grad, safe_div
-from jaxloss.geometry._common import depth_map, pair, sqrt_at_zero
+from jaxloss._numerics import abs_zero_grad, safe_div, sqrt_at_zero
+from jaxloss.geometry._common import depth_map, pair
 from jaxloss.registry import _builtin
 
 __all__ = [

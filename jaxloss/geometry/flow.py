@@ -16,7 +16,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss.geometry._common import sqrt_at_zero
+from jaxloss._numerics import sqrt_at_zero
 from jaxloss.registry import _builtin
 
 __all__ = ["endpoint_error_loss"]
