@@ -49,7 +49,8 @@ def _lpips_values(features: Sequence[Array], heads: Sequence[Array], n: int) -> 
     for f, w in zip(features, heads, strict=True):  # static: one term per layer (5)
         f = f.astype(jnp.float32)
         diff = jnp.square(_unit(f[:n]) - _unit(f[n:]))  # [N, h, w, C]
-        total = total + jnp.mean(jnp.sum(diff * w.astype(jnp.float32), axis=-1), axis=(1, 2))
+        head = w.astype(jnp.float32).reshape(1, 1, 1, -1)
+        total = total + jnp.mean(jnp.sum(diff * head, axis=-1), axis=(1, 2))
     return total
 
 
