@@ -72,8 +72,8 @@ from jaxloss.image import gan_generator_loss as gan_generator_loss
 from jaxloss.image import gaussian_kl_loss as gaussian_kl_loss
 from jaxloss.image import gradient_penalty as gradient_penalty
 from jaxloss.image import gram_matrix as gram_matrix
-from jaxloss.image import ms_ssim_loss as ms_ssim_loss
 from jaxloss.image import lpips_loss as lpips_loss
+from jaxloss.image import ms_ssim_loss as ms_ssim_loss
 from jaxloss.image import perceptual_loss as perceptual_loss
 from jaxloss.image import psnr_loss as psnr_loss
 from jaxloss.image import r1_penalty as r1_penalty
@@ -130,9 +130,9 @@ from jaxloss.segmentation import lovasz_softmax_loss as lovasz_softmax_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
 
 if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
-    from jaxloss.image.vgg import VGG16Features as VGG16Features
     from jaxloss.image.lpips_net import LPIPSNetwork as LPIPSNetwork
     from jaxloss.image.lpips_net import lpips_network as lpips_network
+    from jaxloss.image.vgg import VGG16Features as VGG16Features
     from jaxloss.image.vgg import vgg16_features as vgg16_features
 
 __version__ = "0.1.0"
