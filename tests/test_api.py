@@ -13,7 +13,7 @@ import jaxloss
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # public, but not in __all__: they need Flax and are imported on first access
-LAZY = ["VGG16Features", "vgg16_features"]
+LAZY = ["VGG16Features", "vgg16_features", "LPIPSNetwork", "lpips_network"]
 HAS_FLAX = importlib.util.find_spec("flax") is not None
 PUBLIC = sorted(
     [name for name in jaxloss.__all__ if callable(getattr(jaxloss, name)) and

@@ -37,6 +37,8 @@ _WITHOUT_FLAX = textwrap.dedent("""
     assert {"vgg16_features", "VGG16Features"} <= set(dir(jaxloss))
     assert not any(m == "flax" or m.startswith("flax.") for m in sys.modules if sys.modules[m])
     assert not hasattr(jaxloss, "vgg16_features")  # False, not an exception, without Flax
+    assert not hasattr(jaxloss, "lpips_network") and "lpips_network" in dir(jaxloss)
+    assert callable(jaxloss.lpips_loss)  # the loss itself needs no Flax
     try:
         jaxloss.vgg16_features
     except AttributeError as error:
@@ -64,6 +66,14 @@ def test_lazy_vgg_names_are_listed_and_load_with_flax():
     assert jaxloss.VGG16Features is vgg.VGG16Features
 
 
+def test_lazy_lpips_names_load_with_flax():
+    assert not {"lpips_network", "LPIPSNetwork"} & set(jaxloss.__all__)
+    from jaxloss.image import lpips_net
+
+    assert jaxloss.lpips_network is lpips_net.lpips_network
+    assert jaxloss.LPIPSNetwork is lpips_net.LPIPSNetwork
+
+
 def test_all_is_a_literal_list_of_unique_names():
     for path in ["jaxloss/__init__.py", "jaxloss/aggregate/__init__.py",
                  "jaxloss/weighting/__init__.py", "jaxloss/classification/__init__.py",
@@ -78,10 +88,10 @@ def test_all_is_a_literal_list_of_unique_names():
 
 
 def _third_party_imports() -> set[str]:
-    """Top-level modules imported anywhere in jaxloss/ (except the optional VGG module)."""
+    """Top-level modules imported anywhere in jaxloss/ (except the optional Flax modules)."""
     found: set[str] = set()
     for path in (ROOT / "jaxloss").rglob("*.py"):
-        if path.name == "vgg.py":
+        if path.name in ("vgg.py", "lpips_net.py"):  # the optional Flax modules
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

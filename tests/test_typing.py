@@ -27,7 +27,8 @@ PUBLIC = sorted(
     name for name in jaxloss.__all__
     if callable(getattr(jaxloss, name)) and not inspect.ismodule(getattr(jaxloss, name))
 )
-LAZY = ["VGG16Features", "vgg16_features"]  # needs Flax: typed through a TYPE_CHECKING import
+# needs Flax: typed through a TYPE_CHECKING import
+LAZY = ["VGG16Features", "vgg16_features", "LPIPSNetwork", "lpips_network"]
 
 # Public losses a type checker may see as Any: none (the IoU losses' untyped ``_doc``
 # decorator is gone). A name added here needs a written reason.

@@ -191,6 +191,11 @@ def lpips_network(path: str | os.PathLike[str], *, net: Net = "alex") -> LPIPSNe
       >>> x = jnp.zeros((1, 32, 32, 3))
       >>> float(jaxloss.lpips_loss(x, x, network=network))
       0.0
+
+    References:
+      Zhang et al., `The Unreasonable Effectiveness of Deep Features as a
+      Perceptual Metric <https://arxiv.org/abs/1801.03924>`_, CVPR 2018.
+      Equivalent to ``lpips.LPIPS(net=net)`` with the same trunk and heads.
     """
     if net not in CHANNELS:
         raise ValueError(f"net must be 'alex' or 'vgg'; got {net!r}.")

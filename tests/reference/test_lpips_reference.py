@@ -190,7 +190,7 @@ def test_lpips_against_torch_rewrite(tmp_path, net, size, normalize, layout, che
 def test_lpips_network_errors(tmp_path):
     path = tmp_path / "empty.npz"
     np.savez(path, nothing=np.zeros(1))
-    with pytest.raises(ValueError, match="features.0.weight"):
+    with pytest.raises(ValueError, match=r"features\.0\.weight"):
         jaxloss.lpips_network(path, net="alex")
     with pytest.raises(ValueError, match="net must be"):
         jaxloss.lpips_network(path, net="squeeze")
