@@ -181,6 +181,26 @@ def _check_vae(example: ModuleType, result: dict[str, Any], out: str) -> None:
         np.testing.assert_allclose(values, expected, atol=1e-3)
 
 
+def _check_depth(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    metrics = result["metrics"]
+    assert tuple(metrics) == ("L1", "SILog", "SSI")
+    for name, m in metrics.items():
+        assert all(math.isfinite(v) for v in m.values()), (name, m)
+        curve = result["losses"][name]
+        assert curve.shape == (100,) and np.all(np.isfinite(curve))
+    # The scale-invariant losses beat L1 on scale-ambiguous targets: SILog under median
+    # scaling, both under scale-and-shift alignment (SSI's own protocol: its shift is free).
+    assert metrics["SILog"]["abs_rel"] < metrics["L1"]["abs_rel"], metrics
+    assert metrics["SILog"]["abs_rel_lsq"] < metrics["L1"]["abs_rel_lsq"], metrics
+    assert metrics["SSI"]["abs_rel_lsq"] < metrics["L1"]["abs_rel_lsq"], metrics
+    lines = out.splitlines()
+    for name, m in metrics.items():
+        median, lsq, delta = (float(v) for v in _row(lines, name)[:3])
+        assert median == pytest.approx(m["abs_rel"], abs=1e-4)
+        assert lsq == pytest.approx(m["abs_rel_lsq"], abs=1e-4)
+        assert delta == pytest.approx(m["delta1"], abs=1e-3)
+
+
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     # example: (the PNGs it saves, the check of its output)
     "quickstart": (("quickstart_losses.png",), _check_quickstart),
@@ -191,6 +211,7 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "multitask": (("multitask_losses.png", "multitask_metrics.png"), _check_multitask),
     "image_restoration": (("image_restoration_crops.png",), _check_image_restoration),
     "vae": (("vae_samples.png",), _check_vae),
+    "depth": (("depth_predictions.png",), _check_depth),
 }
 
 
@@ -576,3 +597,16 @@ def test_vae_tile_places_every_image() -> None:
     np.testing.assert_array_equal(mosaic[:side, side + 1:], images[1].reshape(side, side))
     np.testing.assert_array_equal(mosaic[side + 1:, :side], images[2].reshape(side, side))
     assert np.all(np.isnan(mosaic[side, :])) and np.all(np.isnan(mosaic[side + 1:, side + 1:]))
+
+
+def test_depth_scenes_are_positive_and_scaled_per_image() -> None:
+    example = _load("depth")
+    data = example.make_data(0, train_images=6, test_images=2, size=16)
+    assert data["x_train"].shape == (6, 16, 16, 3) and data["y_test"].shape == (2, 16, 16, 1)
+    assert np.all(data["y_train"] > 0) and np.all((data["x_train"] >= 0) & (data["x_train"] <= 1))
+    # the same scene rendered twice has the same depth; the factor differs per image
+    image, depth = example.render_scene(np.random.default_rng(3), 16)
+    again, depth_again = example.render_scene(np.random.default_rng(3), 16)
+    np.testing.assert_array_equal(depth, depth_again)
+    np.testing.assert_array_equal(image, again)
+    assert depth.min() > 0 and depth.max() <= 12.0
