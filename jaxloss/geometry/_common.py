@@ -4,10 +4,11 @@ whole-image masking."""
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax import Array, lax
+from jax import Array
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
+from jaxloss.image.ssim import _filter_axis
 
 
 def float_batch(value: ArrayLike, name: str, *, rank: int | tuple[int, ...],
@@ -46,20 +47,14 @@ def pair(predictions: ArrayLike, targets: ArrayLike, *, check=None) -> tuple[Arr
 def filter_same(z: Array, taps: tuple[float, ...], axes: tuple[int, ...]) -> Array:
     """Correlation with the 1-D window ``taps`` along each of ``axes``, zero-padded ("same").
 
-    ``len(taps)`` is odd; the output has the input's shape. Written as shifted
-    multiply-adds that XLA fuses (static loop over the taps).
+    ``len(taps)`` is odd; the output has the input's shape. The image family's
+    valid filter (shifted multiply-adds that XLA fuses) on a zero-padded input.
     """
     radius = len(taps) // 2
     for axis in axes:
         pad = [(0, 0)] * z.ndim
         pad[axis] = (radius, radius)
-        padded = jnp.pad(z, pad)
-        size = z.shape[axis]
-        out = None
-        for k, tap in enumerate(taps):  # static: kernel_size taps
-            term = lax.slice_in_dim(padded, k, k + size, axis=axis) * tap
-            out = term if out is None else out + term
-        z = out
+        z = _filter_axis(jnp.pad(z, pad), taps, axis, 1)
     return z
 
 
