@@ -52,7 +52,6 @@ def _extremes():
             ((zeros, zeros.copy()), kw),  # all-zero features at every position
             ((zeros, x), kw),
             ((np.ones_like(x), -np.ones_like(x)), kw),
-            ((x, x), {**kw, "normalize": True}),
             ((x[:1], zeros[:1]), kw)]
 
 
