@@ -65,7 +65,8 @@ def _inverted(boxes: Array) -> Array:
     return (x2 < x1) | (y2 < y1)
 
 
-def _check_targets_not_inverted(targets: Array, box_format: str) -> Array | None:
+def _check_targets_not_inverted(targets: Array, box_format: str, name: str = "targets"
+                                ) -> Array | None:
     """Raises for a concrete inverted target box; returns the traced mask of them, or None.
 
     Only concrete (eager) targets can be checked at trace time; under a
@@ -82,7 +83,7 @@ def _check_targets_not_inverted(targets: Array, box_format: str) -> Array | None
         index = tuple(int(i) for i in np.argwhere(values)[0])
         sides = "x2 < x1 or y2 < y1" if box_format == "xyxy" else "a negative width or height"
         raise ValueError(
-            f"targets holds an inverted box at index {index} ({sides} in box_format="
+            f"{name} holds an inverted box at index {index} ({sides} in box_format="
             f"{box_format!r}): its IoU is undefined. Give target boxes with x1 <= x2 and "
             "y1 <= y2 (or the right box_format)."
         )
