@@ -73,7 +73,8 @@ def _assign(scores: Array, boxes: Array, anchors: Array, labels: Array, gt: Arra
     gt = jnp.where(mask[..., None], gt, jnp.zeros((), gt.dtype))    # padded boxes: zeros
     # anchors strictly inside each box (ultralytics' 1e-9 margin)
     lt, rb = gt[:, :, None, :2], gt[:, :, None, 2:]               # [N, M, 1, 2]
-    deltas = jnp.concatenate([anchors - lt, rb - anchors], axis=-1)  # [N, M, A, 4]
+    points = anchors[None, None]                                  # [1, 1, A, 2]
+    deltas = jnp.concatenate([points - lt, rb - points], axis=-1)  # [N, M, A, 4]
     valid = (jnp.min(deltas, axis=-1) > 1e-9) & mask[..., None]  # [N, M, A]
     cls = jnp.clip(labels, 0, c - 1)
     score = jnp.take_along_axis(jnp.swapaxes(scores, 1, 2), cls[..., None], axis=1)  # [N, M, A]
@@ -98,7 +99,7 @@ def _assign(scores: Array, boxes: Array, anchors: Array, labels: Array, gt: Arra
     best_overlap = jnp.max(jnp.where(positive, overlaps, 0), axis=-1, keepdims=True)
     norm = jnp.max(metric * best_overlap / (best_metric + eps), axis=1)  # [N, A]
     target_scores = (one_hot(jnp.maximum(target_labels, 0), c, scores.dtype)
-                     * (foreground * norm)[..., None])            # [N, A, C]
+                     * jnp.where(foreground, norm, 0)[..., None])            # [N, A, C]
     # a real box with a label outside [0, C) poisons its anchors (never a plausible zero)
     bad = jnp.take_along_axis((labels < 0) | (labels >= c), gt_index, axis=1) & foreground
     target_scores = jnp.where(bad[..., None], jnp.nan, target_scores)

@@ -86,23 +86,29 @@ def _prob_pow(x: Array, exponent: ArrayLike, from_logits: bool, *, negate: bool 
     return safe_pow(p, exponent)
 
 
+def _abs_pow(d: Array, exponent: ArrayLike) -> Array:
+    """``|d|^exponent`` with a finite gradient at ``d = 0`` (an integer power when static)."""
+    n = _static_power(exponent)
+    if n is not None and n % 2 == 0:
+        return jax.lax.integer_pow(d, n)                  # even power: no |.| needed
+    if n is not None:
+        return jax.lax.integer_pow(abs_zero_grad(d), n)
+    return safe_pow(abs_zero_grad(d), exponent)
+
+
 def _varifocal_values(x: Array, t: Array, alpha: Array, gamma: ArrayLike,
                       from_logits: bool) -> Array:
-    weight = jnp.where(t > 0, t, alpha * _prob_pow(x, gamma, from_logits))
+    # mmdet's |p - t|^gamma for the negatives (= p^gamma at t = 0, the same target gradient)
+    p = jax.nn.sigmoid(x) if from_logits else x
+    weight = jnp.where(t > 0, t, alpha * _abs_pow(p - t, gamma))
     return _bce(x, t, from_logits) * weight
 
 
 def _quality_focal_values(x: Array, t: Array, beta: ArrayLike, from_logits: bool) -> Array:
     p = jax.nn.sigmoid(x) if from_logits else x
-    d = p - t
-    n = _static_power(beta)
-    if n is not None and n % 2 == 0:
-        scale = jax.lax.integer_pow(d, n)                 # even power: no |.| needed
-    elif n is not None:
-        scale = jax.lax.integer_pow(abs_zero_grad(d), n)
-    else:
-        scale = safe_pow(abs_zero_grad(d), beta)
-    return _bce(x, t, from_logits) * scale
+    # mmdet scores the negatives against a constant zero label: no target gradient there
+    t = jnp.where(t != 0, t, jax.lax.stop_gradient(t))
+    return _bce(x, t, from_logits) * _abs_pow(p - t, beta)
 
 
 def _gaussian_focal_values(x: Array, t: Array, alpha: ArrayLike, gamma: ArrayLike,
@@ -123,7 +129,7 @@ def _dfl_values(logits: Array, y: Array) -> Array:
     left = jnp.clip(jnp.floor(jax.lax.stop_gradient(y)), 0, bins - 2)      # y = R: bin R - 1
     w_right = y - left                                                      # [...]
     w_left = 1 - w_right
-    k = jnp.arange(bins, dtype=logits.dtype)
+    k = jax.lax.broadcasted_iota(logits.dtype, (1,) * y.ndim + (bins,), y.ndim)
     soft = (jnp.where(k == left[..., None], w_left[..., None], 0)
             + jnp.where(k == left[..., None] + 1, w_right[..., None], 0))   # [..., R + 1]
     # CE(logits, j) = logsumexp(logits) - logits_j, and w_left + w_right = 1
@@ -166,7 +172,9 @@ def varifocal_loss(
         \begin{cases} t & t > 0 \\ \alpha\, p^{\gamma} & t = 0 \end{cases}
 
     with :math:`p = \sigma(x)`. The weight is not detached: the gradient flows
-    through :math:`\alpha p^\gamma` (as in mmdet and ultralytics).
+    through :math:`\alpha p^\gamma` (as in mmdet and ultralytics), written
+    :math:`\alpha |p - t|^\gamma` as mmdet does (the same value at
+    :math:`t = 0`, and mmdet's gradient in the targets).
 
     Args:
       logits: floating ``(..., C)`` class logits (probabilities with
@@ -229,6 +237,9 @@ def quality_focal_loss(
     r"""Quality focal loss (GFL): BCE against a soft quality score, scaled by :math:`|p - t|^\beta`.
 
     .. math:: \ell = \mathrm{BCE}(p, t)\, |p - t|^{\beta}, \qquad p = \sigma(x)
+
+    Convention: the gradient in the targets is mmdet's, 0 where the target is
+    0 (mmdet scores those entries against a constant zero label).
 
     Args:
       logits: floating ``(..., C)`` class logits (probabilities with
@@ -473,5 +484,5 @@ def distribution_expectation(logits: ArrayLike) -> Array:
     _checks.check_rank(x, "logits", min_rank=1)
     compute, dtype = _checks.compute_dtype(x)
     x = x.astype(compute)
-    k = jnp.arange(x.shape[-1], dtype=compute)
+    k = jax.lax.broadcasted_iota(compute, (1,) * (x.ndim - 1) + (x.shape[-1],), x.ndim - 1)
     return jnp.sum(jax.nn.softmax(x, axis=-1) * k, axis=-1).astype(dtype)

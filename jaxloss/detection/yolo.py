@@ -137,13 +137,14 @@ def yolo_criterion(
              ((box_weight, "box_weight"), (cls_weight, "cls_weight"), (dfl_weight, "dfl_weight"))]
 
     bins = d.reshape(n, a, 4, reg_max)                            # [N, A, 4, R]
-    k = jnp.arange(reg_max, dtype=compute)
+    k = jax.lax.broadcasted_iota(compute, (1, 1, 1, reg_max), 3)
     sides = jnp.sum(jax.nn.softmax(bins, axis=-1) * k, axis=-1)   # [N, A, 4] (l, t, r, b)
-    pred_boxes = jnp.concatenate([anchors - sides[..., :2], anchors + sides[..., 2:]],
+    points = anchors[None]                                        # [1, A, 2]
+    pred_boxes = jnp.concatenate([points - sides[..., :2], points + sides[..., 2:]],
                                  axis=-1)                         # [N, A, 4] grid units
-    scale = s[:, None]                                            # [A, 1]
+    scale = s[None, :, None]                                      # [1, A, 1]
     _, target_boxes, target_scores, fg = task_aligned_assign(
-        jax.nn.sigmoid(x), pred_boxes * scale, anchors * scale, gt_labels, gt, gt_mask,
+        jax.nn.sigmoid(x), pred_boxes * scale, anchors * s[:, None], gt_labels, gt, gt_mask,
         top_k=top_k, alpha=alpha, beta=beta)
     score_sum = jnp.maximum(jnp.sum(target_scores), 1.0)
 
@@ -153,7 +154,7 @@ def yolo_criterion(
     pred = jnp.where(fg[..., None], pred_boxes, 0)               # background: 0 vs 0, finite
     ciou = _ciou_values(pred, target, jnp.asarray(1e-7, compute))
     box = jnp.sum(ciou * weight) / score_sum
-    distances = jnp.concatenate([anchors - target[..., :2], target[..., 2:] - anchors], axis=-1)
+    distances = jnp.concatenate([points - target[..., :2], target[..., 2:] - points], axis=-1)
     distances = jnp.clip(distances, 0, reg_max - 1 - 0.01)       # [N, A, 4]
     dfl = jnp.mean(_dfl_values(bins, distances), axis=-1)         # [N, A]
     dfl = jnp.sum(dfl * weight) / score_sum
