@@ -144,7 +144,8 @@ def ultralytics_dfl(pred_dist, target, reg_max):
 
 def ultralytics_bbox_iou_ciou(box1, box2, eps=1e-7):
     """``bbox_iou(box1, box2, xywh=False, CIoU=True)``, xyxy ``(..., 4)`` -> ``(..., 1)``."""
-    (b1_x1, b1_y1, b1_x2, b1_y2), (b2_x1, b2_y1, b2_x2, b2_y2) = box1.chunk(4, -1), box2.chunk(4, -1)
+    b1_x1, b1_y1, b1_x2, b1_y2 = box1.chunk(4, -1)
+    b2_x1, b2_y1, b2_x2, b2_y2 = box2.chunk(4, -1)
     w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
     w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
     inter = ((b1_x2.minimum(b2_x2) - b1_x1.maximum(b2_x1)).clamp(0)
@@ -286,11 +287,13 @@ def v8_detection_loss(pred_scores, pred_distri, anchor_points, stride_tensor, gt
     lt, rb = dist.chunk(2, -1)
     pred_bboxes = torch.cat((anchor_points - lt, anchor_points + rb), -1)   # dist2bbox xyxy
     _, target_bboxes, target_scores, fg_mask = assigner(
-        pred_scores.detach().sigmoid(), (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
+        pred_scores.detach().sigmoid(),
+        (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
         anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
     target_scores_sum = max(target_scores.sum(), 1)
     loss_cls = F.binary_cross_entropy_with_logits(
-        pred_scores, target_scores.to(pred_scores.dtype), reduction="none").sum() / target_scores_sum
+        pred_scores, target_scores.to(pred_scores.dtype), reduction="none").sum()
+    loss_cls = loss_cls / target_scores_sum
     loss_box = pred_scores.new_zeros(())
     loss_dfl = pred_scores.new_zeros(())
     if fg_mask.sum():

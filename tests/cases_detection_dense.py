@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests._case import Case
-from tests.cases_detection import _box_extremes, _box_make
+from tests.cases_detection import _box_make, extreme_box_pairs
 
 F32 = np.float32
 
@@ -36,7 +36,8 @@ def _score_extremes():
     probs = (logits > 0).astype(F32)                              # probabilities 0 and 1
     return [((huge, targets), {}), ((-huge, targets), {}), ((huge, ones), {}),
             ((huge, zeros), {}), ((zeros, zeros), {}),
-            ((probs, targets), {"from_logits": False}), ((probs, 1 - probs), {"from_logits": False}),
+            ((probs, targets), {"from_logits": False}),
+            ((probs, 1 - probs), {"from_logits": False}),
             ((probs, ones), {"from_logits": False})]
 
 
@@ -89,6 +90,11 @@ def random_rotated(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return np.concatenate([xy, wh, theta], axis=-1).astype(F32)
 
 
+def _siou_extremes():
+    # xyxy only (the formats share the IoU family's tested conversion): default eps and 0
+    return [((p, t), kw) for p, t in extreme_box_pairs() for kw in ({}, {"eps": 0.0})]
+
+
 def _rotated_make(rng):
     b1 = random_rotated(rng, (6,))
     b2 = b1 + rng.normal(scale=0.5, size=b1.shape)
@@ -103,8 +109,10 @@ def _rotated_pairs() -> list[tuple[np.ndarray, np.ndarray]]:
     pairs = {
         "zero_size": ([[0, 0, 0, 0, 0], [1, 1, 0, 3, h], [0, 0, 2, 0, 0.3], [0, 0, 0, 0, 0]],
                       [[0, 0, 0, 0, 0], [1, 1, 2, 3, 0], [0, 0, 2, 0, 0.3], [1, 1, 2, 2, 0]]),
-        "identical": ([[1, 2, 3, 4, 0.5], [0, 0, 1e-3, 1e-3, 0], [5, 5, 4, 4, h], [0, 0, 1, 1, -h]],
-                      [[1, 2, 3, 4, 0.5], [0, 0, 1e-3, 1e-3, 0], [5, 5, 4, 4, h], [0, 0, 1, 1, -h]]),
+        "identical": ([[1, 2, 3, 4, 0.5], [0, 0, 1e-3, 1e-3, 0], [5, 5, 4, 4, h],
+                       [0, 0, 1, 1, -h]],
+                      [[1, 2, 3, 4, 0.5], [0, 0, 1e-3, 1e-3, 0], [5, 5, 4, 4, h],
+                       [0, 0, 1, 1, -h]]),
         "right_angles": ([[0, 0, 4, 2, h], [0, 0, 4, 2, -h], [0, 0, 4, 2, h], [0, 0, 1e-3, 9, h]],
                          [[0, 0, 4, 2, 0], [0, 0, 4, 2, h], [1, 1, 4, 2, -h], [0, 0, 9, 1e-3, 0]]),
         "far_apart": ([[0, 0, 1, 1, 0], [-1e4, -1e4, 1, 1, 0], [0, 0, 1e4, 1, 0.1],
@@ -129,7 +137,7 @@ CASES = {
     "quality_focal_loss": Case(make=_score_make, extremes=_score_extremes, elementwise=True),
     "gaussian_focal_loss": Case(make=_heat_make, extremes=_heat_extremes, elementwise=True),
     "distribution_focal_loss": Case(make=_dfl_make, extremes=_dfl_extremes),
-    "siou_loss": Case(make=_box_make((6, 3)), extremes=_box_extremes, elementwise=True),
+    "siou_loss": Case(make=_box_make((6, 3)), extremes=_siou_extremes, elementwise=True),
     "probiou_loss": Case(make=_rotated_make, extremes=_probiou_extremes, elementwise=True),
     "kld_rotated_loss": Case(make=_rotated_make, extremes=_kld_extremes, elementwise=True,
                              half_rtol=5e-2),

@@ -142,11 +142,12 @@ def _dfl_values(logits: Array, y: Array) -> Array:
 
 
 def _score_inputs(logits: ArrayLike, targets: ArrayLike, where: ArrayLike | None,
-                  reduction: str, from_logits: bool) -> tuple[Array, Array, jnp.dtype]:
+                  reduction: str, from_logits: bool, name: str = "logits"
+                  ) -> tuple[Array, Array, jnp.dtype]:
     _checks.check_reduction(reduction)
     if not isinstance(from_logits, bool):
         raise TypeError(f"from_logits must be a static Python bool; got {from_logits!r}.")
-    x, t, dtype = _checks.elementwise_pair(logits, targets, predictions_name="logits")
+    x, t, dtype = _checks.elementwise_pair(logits, targets, predictions_name=name)
     fill = 0.0 if from_logits else 0.5                 # a harmless probability
     x, = _reduce.mask_inputs(where, x, fill=fill)
     t, = _reduce.mask_inputs(where, t)
@@ -340,7 +341,8 @@ def gaussian_focal_loss(
       pred.sigmoid(), gaussian_target, alpha, gamma)`` (``reduction="none"``);
       keras-cv's penalty-reduced focal loss.
     """
-    x, t, dtype = _score_inputs(predictions, targets, where, reduction, from_logits)
+    x, t, dtype = _score_inputs(predictions, targets, where, reduction, from_logits,
+                                "predictions")
     _checks.check_range(alpha, "alpha", low=0.0)
     _checks.check_range(gamma, "gamma", low=0.0)
     a = alpha if _static_power(alpha) is not None else _checks.hyperparameter(
