@@ -27,7 +27,7 @@ and saves the training curves and a grid of held-out predictions as a PNG.
 
 Run it with::
 
-    python examples/dense_detection.py                # ~3 minutes on 2 CPU cores
+    python examples/dense_detection.py                # ~4-5 minutes on 2 CPU cores
     python examples/dense_detection.py --smoke        # the tests' quick run
     python examples/dense_detection.py --steps 600 --seed 1 --out /tmp/dense
 """
