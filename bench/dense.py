@@ -161,7 +161,7 @@ def run_case(name: str, jax_fn: Callable[..., Any], args: tuple[Any, ...],
     value, grads = jitted(*device_args)
     grads = grads if isinstance(grads, tuple) else (grads,)
     t_value, t_grads = torch_fn()
-    agreement = {"value_rel": H.rel_diff(float(value), float(t_value)),
+    agreement = {"value_rel": H.rel_diff(float(value), float(t_value.detach())),
                  "grad_rel": max(H.grad_diff(np.asarray(g), tg.numpy())
                                  for g, tg in zip(grads, t_grads, strict=True))}
     timings = H.measure({"jaxloss": lambda: jitted(*device_args), "torch": torch_fn},
