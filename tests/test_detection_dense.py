@@ -35,22 +35,29 @@ def test_probability_path_equals_logit_path():
 
 
 def test_dfl_edges_and_decoding():
-    logits = jnp.asarray(np.random.default_rng(1).normal(size=(3, 6)), jnp.float32)
+    logits = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
     r = logits.shape[-1] - 1
-    ce = -jax.nn.log_softmax(logits, axis=-1)
+    ce = -np.asarray(jax.nn.log_softmax(logits, axis=-1))
+    # The minimiser puts the mass on the two neighbours of y, which decodes y exactly
+    y = np.array([0.3, 2.75, 4.999], np.float32)
+    lo = np.floor(y)
+    bins = np.arange(r + 1)[None, :]
+    mass = (np.where(bins == lo[:, None], (lo + 1 - y)[:, None], 0.0)
+            + np.where(bins == lo[:, None] + 1, (y - lo)[:, None], 0.0))
+    best = np.log(np.maximum(mass, 1e-30)).astype(np.float32)
+
+    @jax.jit
+    def program(logits, edges, best, y):
+        def dfl(z, t):
+            return jaxloss.distribution_focal_loss(z, t, reduction="none")
+
+        grad = jax.grad(lambda z: jnp.sum(dfl(z, y)))(best)
+        return dfl(logits, edges), jaxloss.distribution_expectation(best), grad
+
+    at_edges, decoded, grad = program(logits, np.array([r, 2.0, 0.0], np.float32), best, y)
     # y = R is bin R alone; an integer y is bin y alone
-    got = jaxloss.distribution_focal_loss(logits, jnp.array([float(r), 2.0, 0.0]),
-                                          reduction="none")
-    np.testing.assert_allclose(got, [ce[0, r], ce[1, 2], ce[2, 0]], rtol=1e-6)
-    # The minimiser puts the mass on the two neighbours, which decodes y exactly
-    y = jnp.array([0.3, 2.75, 4.999])
-    lo = jnp.floor(y)
-    bins = jnp.arange(r + 1, dtype=jnp.float32)[None, :]
-    mass = (jnp.where(bins == lo[:, None], (lo + 1 - y)[:, None], 0.0)
-            + jnp.where(bins == lo[:, None] + 1, (y - lo)[:, None], 0.0))
-    best = jnp.log(jnp.maximum(mass, 1e-30))
-    np.testing.assert_allclose(jaxloss.distribution_expectation(best), y, rtol=1e-5)
-    grad = jax.grad(lambda z: jaxloss.distribution_focal_loss(z, y, reduction="sum"))(best)
+    np.testing.assert_allclose(at_edges, [ce[0, r], ce[1, 2], ce[2, 0]], rtol=1e-6)
+    np.testing.assert_allclose(decoded, y, rtol=1e-5)
     np.testing.assert_allclose(grad, 0.0, atol=1e-5)
 
 
@@ -119,6 +126,10 @@ def test_yolo_criterion_without_ground_truth_is_finite():
     assert np.isfinite(float(total)) and float(parts["cls"]) > 0
     assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
     assert not np.any(np.asarray(grads[1]))                       # no box gradient at all
+    # no ground-truth slots at all (M = 0): the same loss
+    empty, _ = jaxloss.yolo_criterion(cls_logits, box_logits, anchors, strides, labels[:, :0],
+                                      gt[:, :0], mask[:, :0], reg_max=reg_max)
+    np.testing.assert_allclose(float(empty), float(total), rtol=1e-6)
     np.testing.assert_allclose(float(total), 0.5 * float(parts["cls"]), rtol=1e-6)
     with pytest.raises(ValueError, match=r"box_logits must have shape \(2, 80, 32\)"):
         jaxloss.yolo_criterion(cls_logits, box_logits[..., :-1], anchors, strides, labels, gt,

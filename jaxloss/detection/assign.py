@@ -9,6 +9,8 @@ it returns targets, and no gradient flows through it.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -65,9 +67,14 @@ def _scatter_top_k(metric: Array, k: int) -> Array:
     return jax.vmap(jax.vmap(row))(index)                         # [N, M, A]
 
 
+@partial(jax.jit, static_argnames=("top_k",))
 def _assign(scores: Array, boxes: Array, anchors: Array, labels: Array, gt: Array,
             mask: Array, top_k: int, alpha: Array, beta: Array, eps: Array
             ) -> tuple[Array, Array, Array, Array]:
+    """The assignment of validated inputs in one compute dtype (one compiled program also
+    when called eagerly)."""
+    scores, boxes, anchors, gt, alpha, beta, eps = (
+        jax.lax.stop_gradient(v) for v in (scores, boxes, anchors, gt, alpha, beta, eps))
     c = scores.shape[-1]
     m = gt.shape[1]
     gt = jnp.where(mask[..., None], gt, jnp.zeros((), gt.dtype))    # padded boxes: zeros
@@ -206,10 +213,10 @@ def task_aligned_assign(
         _checks.check_labels_in_range(labels[mask], c, "gt_labels")
     for value, name in ((alpha, "alpha"), (beta, "beta"), (eps, "eps")):
         _checks.check_range(value, name, low=0.0)
-    sg = jax.lax.stop_gradient
-    scores, boxes, anchors, gt = (sg(x.astype(compute)) for x in (scores, boxes, anchors, gt))
-    alpha_, beta_, eps_ = (sg(_checks.hyperparameter(v, name, compute))
+    scores, boxes, anchors, gt = (x.astype(compute) for x in (scores, boxes, anchors, gt))
+    alpha_, beta_, eps_ = (_checks.hyperparameter(v, name, compute)
                            for v, name in ((alpha, "alpha"), (beta, "beta"), (eps, "eps")))
     labels_out, boxes_out, scores_out, fg = _assign(scores, boxes, anchors, labels, gt, mask,
-                                                    top_k, alpha_, beta_, eps_)
+                                                    top_k=top_k, alpha=alpha_, beta=beta_,
+                                                    eps=eps_)
     return labels_out, boxes_out.astype(box_dtype), scores_out.astype(score_dtype), fg

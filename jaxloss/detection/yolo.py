@@ -6,6 +6,8 @@ the unweighted parts for logging and is not in the loss registry.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -13,7 +15,7 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks
 from jaxloss._numerics import bce_with_logits
-from jaxloss.detection.assign import _check_assign_inputs, task_aligned_assign
+from jaxloss.detection.assign import _assign, _check_assign_inputs
 from jaxloss.detection.dense import _dfl_values
 from jaxloss.detection.iou_losses import _ciou_values
 
@@ -136,6 +138,32 @@ def yolo_criterion(
     gains = [_checks.hyperparameter(g, name, compute) for g, name in
              ((box_weight, "box_weight"), (cls_weight, "cls_weight"), (dfl_weight, "dfl_weight"))]
 
+    top_k = _checks.static_int(top_k, "top_k", low=1)
+    if top_k > a:
+        raise ValueError(f"top_k must be at most the number of anchors, {a}; got {top_k}.")
+    labels, mask = jnp.asarray(gt_labels), jnp.asarray(gt_mask).astype(jnp.bool_)
+    if gt.shape[1] == 0:  # no ground-truth slots: one padded slot, all background
+        labels = jnp.zeros((n, 1), labels.dtype)
+        gt, mask = jnp.zeros((n, 1, 4), compute), jnp.zeros((n, 1), jnp.bool_)
+    if not _checks.is_traced(labels) and not _checks.is_traced(mask):
+        _checks.check_labels_in_range(labels[mask], x.shape[-1], "gt_labels")
+    for value, name in ((alpha, "alpha"), (beta, "beta")):
+        _checks.check_range(value, name, low=0.0)
+    metric = tuple(_checks.hyperparameter(v, name, compute)
+                   for v, name in ((alpha, "alpha"), (beta, "beta")))
+    total, parts = _yolo(x, d, s, anchors, labels, gt, mask, tuple(gains), metric,
+                         reg_max=reg_max, top_k=top_k)
+    return total.astype(dtype), {name: part.astype(dtype) for name, part in parts.items()}
+
+
+@partial(jax.jit, static_argnames=("reg_max", "top_k"))
+def _yolo(x: Array, d: Array, s: Array, anchors: Array, labels: Array, gt: Array, mask: Array,
+          gains: tuple[Array, Array, Array], metric: tuple[Array, Array], *, reg_max: int,
+          top_k: int) -> tuple[Array, dict[str, Array]]:
+    """The criterion on validated inputs in one compute dtype (one compiled program)."""
+    n, a, _ = x.shape
+    compute = x.dtype
+    alpha, beta = metric
     bins = d.reshape(n, a, 4, reg_max)                            # [N, A, 4, R]
     k = jax.lax.broadcasted_iota(compute, (1, 1, 1, reg_max), 3)
     sides = jnp.sum(jax.nn.softmax(bins, axis=-1) * k, axis=-1)   # [N, A, 4] (l, t, r, b)
@@ -143,9 +171,9 @@ def yolo_criterion(
     pred_boxes = jnp.concatenate([points - sides[..., :2], points + sides[..., 2:]],
                                  axis=-1)                         # [N, A, 4] grid units
     scale = s[None, :, None]                                      # [1, A, 1]
-    _, target_boxes, target_scores, fg = task_aligned_assign(
-        jax.nn.sigmoid(x), pred_boxes * scale, anchors * s[:, None], gt_labels, gt, gt_mask,
-        top_k=top_k, alpha=alpha, beta=beta)
+    _, target_boxes, target_scores, fg = _assign(
+        jax.nn.sigmoid(x), pred_boxes * scale, anchors * s[:, None], labels, gt, mask,
+        top_k=top_k, alpha=alpha, beta=beta, eps=jnp.asarray(1e-9, compute))
     score_sum = jnp.maximum(jnp.sum(target_scores), 1.0)
 
     cls = jnp.sum(bce_with_logits(x, target_scores, None)) / score_sum
@@ -158,6 +186,6 @@ def yolo_criterion(
     distances = jnp.clip(distances, 0, reg_max - 1 - 0.01)       # [N, A, 4]
     dfl = jnp.mean(_dfl_values(bins, distances), axis=-1)         # [N, A]
     dfl = jnp.sum(dfl * weight) / score_sum
-    parts = {"box": box.astype(dtype), "cls": cls.astype(dtype), "dfl": dfl.astype(dtype)}
+    parts = {"box": box, "cls": cls, "dfl": dfl}
     total = gains[0] * box + gains[1] * cls + gains[2] * dfl
-    return total.astype(dtype), parts
+    return total, parts
