@@ -52,8 +52,8 @@ MAX_OBJECTS = 3
 SCORE_THRESHOLD, MATCH_IOU = 0.25, 0.5
 RUN_COLORS = ("#1f77b4", "#ff7f0e")     # baseline, yolo_criterion
 TRUE_COLOR = "#22c55e"
-SMOKE = {"steps": 120, "batch_size": 16, "train_images": 512, "test_images": 64,
-         "eval_every": 60}
+SMOKE = {"steps": 80, "batch_size": 16, "train_images": 512, "test_images": 64,
+         "eval_every": 40}
 
 jaxloss = common.import_jaxloss()
 
