@@ -12,20 +12,16 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
 
-from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
 from jaxloss._numerics import abs_zero_grad, safe_div
 from jaxloss.detection._common import (
     BoxFormat,
-    as_boxes,
-    check_format,
-    convert,
     enclosing_wh,
     inter_union,
     iou_ratio,
     unstack,
 )
-from jaxloss.detection.iou_losses import _check_targets_not_inverted, _finish
+from jaxloss.detection.iou_losses import _finish, _iou_loss_inputs
 from jaxloss.registry import _builtin
 
 __all__ = ["siou_loss"]
@@ -124,20 +120,7 @@ def siou_loss(
       Regression <https://arxiv.org/abs/2205.12740>`_, 2022. mmdet
       ``siou_loss(pred, target, eps, neg_gamma=True)`` (``xyxy``).
     """
-    _checks.check_reduction(reduction)
-    check_format(box_format, "box_format")
-    b1 = _checks.float_input(boxes1, "boxes1")
-    b2 = _checks.float_input(boxes2, "boxes2")
-    as_boxes(b1, "boxes1")
-    _checks.check_same_shape(b2, "boxes2", b1, "boxes1")
-    compute, dtype = _checks.compute_dtype(b1, b2)
-    p, t = b1.astype(compute), b2.astype(compute)
-    _checks.check_range(eps, "eps", low=0.0)
-    e = _checks.hyperparameter(eps, "eps", compute)
-    if where is not None:
-        mask = _checks.broadcast_mask(where, p.shape[:-1], "where")
-        p, t = _reduce.mask_inputs(mask[..., None], p, t)
-    p, t = convert(p, box_format, "xyxy"), convert(t, box_format, "xyxy")
-    bad = _check_targets_not_inverted(t, box_format, "boxes2")
+    p, t, e, bad, dtype = _iou_loss_inputs(boxes1, boxes2, box_format, eps, where, reduction,
+                                           names=("boxes1", "boxes2"))
     return _finish(_siou_values(p, t, e), bad, where=where, weights=weights,
                    reduction=reduction, dtype=dtype)
