@@ -10,6 +10,9 @@ SIoU; zero-size, thin, identical and far-apart rotated boxes and angles of
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import numpy as np
 
 from tests._case import Case
@@ -195,3 +198,18 @@ def yolo_problem(rng: np.random.Generator):
     mask = np.zeros((n, m), bool)
     mask[0] = True
     return (cls_logits, box_logits, anchors, strides, labels, gt, mask), reg_max
+
+
+@functools.cache
+def yolo_step(seed: int = 3):
+    """``(problem arrays, jit(value_and_grad(yolo_criterion)))`` in the class and box logits,
+    with ``gt_mask`` an argument: one compiled program for the tests that share it."""
+    import jaxloss
+
+    problem, reg_max = yolo_problem(np.random.default_rng(seed))
+    _, _, anchors, strides, labels, gt, _ = problem
+
+    def loss(x, d, mask):
+        return jaxloss.yolo_criterion(x, d, anchors, strides, labels, gt, mask, reg_max=reg_max)
+
+    return problem, reg_max, jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))

@@ -22,7 +22,7 @@ import torch
 import jaxloss
 from bench import dense_torch as ref
 from tests.cases_detection import random_xyxy
-from tests.cases_detection_dense import assign_problem, random_rotated, yolo_problem
+from tests.cases_detection_dense import assign_problem, random_rotated, yolo_step
 
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -220,8 +220,7 @@ def test_task_aligned_assign_matches_ultralytics(seed):
 
 
 def test_yolo_criterion_matches_v8_detection_loss():
-    (cls_logits, box_logits, anchors, strides, labels, gt, mask), reg_max = yolo_problem(
-        np.random.default_rng(3))
+    (cls_logits, box_logits, anchors, strides, labels, gt, mask), reg_max, step = yolo_step()
     xt, dt = _t(cls_logits), _t(box_logits)
     total_t, parts_t = ref.v8_detection_loss(
         xt, dt, torch.tensor(anchors, dtype=torch.float64),
@@ -230,11 +229,7 @@ def test_yolo_criterion_matches_v8_detection_loss():
         reg_max=reg_max)
     total_t.backward()
 
-    def ours(x, d):
-        return jaxloss.yolo_criterion(x, d, anchors, strides, labels, gt, mask, reg_max=reg_max)
-
-    (total, parts), (gx, gd) = jax.jit(jax.value_and_grad(ours, argnums=(0, 1), has_aux=True))(
-        cls_logits, box_logits)
+    (total, parts), (gx, gd) = step(cls_logits, box_logits, mask)
     assert float(parts["box"]) > 0 and float(parts["dfl"]) > 0
     _close(total, total_t.item())
     for name, expected in zip(("box", "cls", "dfl"), parts_t, strict=True):
