@@ -3,7 +3,9 @@
 Suites: ``losses`` (the default: elementwise, cross-entropy, focal and box losses,
 ``bench/run.py``), ``image`` (SSIM), ``metric`` (dense vs chunked all-pairs losses),
 ``multitask`` (multi-task train steps) and ``gpu`` (the accelerator suite,
-``bench/gpu.py``). Every other flag goes to the suite: ``python -m bench --suite NAME -h``.
+``bench/gpu.py``) and ``dense`` (dense-head detection losses and the YOLOv8
+criterion vs their torch formulas). Every other flag goes to the suite:
+``python -m bench --suite NAME -h``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUITES = ("losses", "image", "metric", "multitask", "gpu")
+SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense")
 
 
 def split_suite(argv: Sequence[str]) -> tuple[str, list[str]]:

@@ -51,12 +51,22 @@ from jaxloss.detection import box_convert as box_convert
 from jaxloss.detection import box_iou as box_iou
 from jaxloss.detection import ciou_loss as ciou_loss
 from jaxloss.detection import diou_loss as diou_loss
+from jaxloss.detection import distribution_expectation as distribution_expectation
+from jaxloss.detection import distribution_focal_loss as distribution_focal_loss
 from jaxloss.detection import eiou_loss as eiou_loss
+from jaxloss.detection import gaussian_focal_loss as gaussian_focal_loss
 from jaxloss.detection import generalized_box_iou as generalized_box_iou
 from jaxloss.detection import giou_loss as giou_loss
 from jaxloss.detection import iou_loss as iou_loss
+from jaxloss.detection import kld_rotated_loss as kld_rotated_loss
 from jaxloss.detection import mask_rcnn_mask_loss as mask_rcnn_mask_loss
+from jaxloss.detection import probiou_loss as probiou_loss
+from jaxloss.detection import quality_focal_loss as quality_focal_loss
+from jaxloss.detection import siou_loss as siou_loss
 from jaxloss.detection import ssd_multibox_loss as ssd_multibox_loss
+from jaxloss.detection import task_aligned_assign as task_aligned_assign
+from jaxloss.detection import varifocal_loss as varifocal_loss
+from jaxloss.detection import yolo_criterion as yolo_criterion
 from jaxloss.distance import distance_transform as distance_transform
 from jaxloss.distance import signed_distance_map as signed_distance_map
 from jaxloss.geometry import bending_energy_loss as bending_energy_loss
@@ -242,6 +252,17 @@ __all__ = [
     "vicreg_loss",
     "weighting",
     "welsch_loss",
+    # detection, dense heads
+    "distribution_expectation",
+    "distribution_focal_loss",
+    "gaussian_focal_loss",
+    "kld_rotated_loss",
+    "probiou_loss",
+    "quality_focal_loss",
+    "siou_loss",
+    "task_aligned_assign",
+    "varifocal_loss",
+    "yolo_criterion",
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.

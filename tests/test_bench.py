@@ -41,6 +41,7 @@ SUITES: dict[str, tuple[tuple[str, ...], str]] = {
     "metric": ((), "metric-cpu-quick"),
     "multitask": (("--tasks", "2,3"), "multitask-cpu-quick"),
     "gpu": ((), "gpu-quick"),
+    "dense": ((), "dense-cpu-quick"),
 }
 
 
@@ -301,6 +302,26 @@ def _gpu_sections(report: dict, table: str) -> None:
         assert heading in table
 
 
+# ----------------------------------------------------------------------------- dense
+
+
+def _dense_cases_measured_and_agreeing(report: dict, table: str) -> None:
+    assert [r["case"] for r in report["results"]] == ["varifocal", "distribution_focal",
+                                                      "yolo_criterion"]
+    for record in report["results"]:
+        assert set(record["timings_ms"]) == {"jaxloss", "torch"}
+        for timing in record["timings_ms"].values():
+            _check_timing(timing)
+        assert isinstance(record["temp_bytes"], int) and record["compile_s"] > 0
+        # the torch formulas and jaxloss compute the same loss and gradient
+        assert record["agreement"]["value_rel"] < 1e-5, record
+        assert record["agreement"]["grad_rel"] < 1e-4, record
+        assert f"| {record['case']} |" in table
+    assert set(report["targets_met"]) == {
+        "varifocal value_and_grad no slower than torch",
+        "distribution_focal value_and_grad no slower than torch"}
+
+
 # ----------------------------------------------------------------------------- the suites
 
 
@@ -311,6 +332,7 @@ CHECKS: dict[str, tuple[Callable[[dict, str], None], ...]] = {
     "metric": (_metric_top_level_schema, _metric_ntxent_records, _metric_arcface_record),
     "multitask": (_multitask_top_level_schema, _multitask_result_entries),
     "gpu": (_gpu_sections,),
+    "dense": (_dense_cases_measured_and_agreeing,),
 }
 
 

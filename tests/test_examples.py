@@ -199,6 +199,24 @@ def _check_depth(example: ModuleType, result: dict[str, Any], out: str) -> None:
         assert median == pytest.approx(m["abs_rel"], abs=1e-4)
         assert lsq == pytest.approx(m["abs_rel_lsq"], abs=1e-4)
         assert delta == pytest.approx(m["delta1"], abs=1e-3)
+def _check_dense_detection(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    runs = ("BCE + L1", "yolo_criterion")
+    assert "Held-out detections" in out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("metric "))
+    assert header.split()[-4:] == ["BCE", "+", "L1", "yolo_criterion"], header
+    for label in ("precision @ IoU 0.5", "recall @ IoU 0.5", "mean IoU of matches"):
+        values = [float(v) for v in _row(lines, label)[-2:]]
+        assert all(0.0 <= v <= 1.0 for v in values), (label, values)
+    assert tuple(result["metrics"]) == runs
+    for name in runs:
+        recall = result["metrics"][name]["recall"]
+        assert float(_row(lines, "recall @ IoU 0.5")[-2 + runs.index(name)]) == pytest.approx(
+            recall, abs=5e-4)
+    # yolo_criterion learns in the smoke run: its loss falls and it finds objects
+    curve = result["losses"]["yolo_criterion"]
+    assert np.all(np.isfinite(curve)) and curve[-10:].mean() < 0.7 * curve[:10].mean()
+    assert result["metrics"]["yolo_criterion"]["recall"] > 0.15, result["metrics"]
 
 
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
@@ -212,6 +230,7 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "image_restoration": (("image_restoration_crops.png",), _check_image_restoration),
     "vae": (("vae_samples.png",), _check_vae),
     "depth": (("depth_predictions.png",), _check_depth),
+    "dense_detection": (("dense_detection.png",), _check_dense_detection),
 }
 
 

@@ -17,13 +17,24 @@ utilities (not losses): they take no ``reduction``.
 
 Modules: ``boxes`` (the utilities), ``iou_losses`` (IoU, GIoU, DIoU, CIoU,
 EIoU losses), ``detectors`` (SSD, Mask R-CNN); ``_common`` holds the box
-helpers they share.
+helpers they share. Dense (one-stage) heads: ``dense`` (varifocal, quality
+focal, distribution focal and Gaussian focal losses,
+``distribution_expectation``), ``siou`` (SIoU), ``rotated`` (ProbIoU and KLD
+of rotated boxes ``(cx, cy, w, h, theta)``), ``assign`` (the task-aligned
+assignment) and ``yolo`` (the YOLOv8 criterion, which returns
+``(total, parts)``).
 """
 
+from jaxloss.detection.assign import task_aligned_assign as task_aligned_assign
 from jaxloss.detection.boxes import box_area as box_area
 from jaxloss.detection.boxes import box_convert as box_convert
 from jaxloss.detection.boxes import box_iou as box_iou
 from jaxloss.detection.boxes import generalized_box_iou as generalized_box_iou
+from jaxloss.detection.dense import distribution_expectation as distribution_expectation
+from jaxloss.detection.dense import distribution_focal_loss as distribution_focal_loss
+from jaxloss.detection.dense import gaussian_focal_loss as gaussian_focal_loss
+from jaxloss.detection.dense import quality_focal_loss as quality_focal_loss
+from jaxloss.detection.dense import varifocal_loss as varifocal_loss
 from jaxloss.detection.detectors import mask_rcnn_mask_loss as mask_rcnn_mask_loss
 from jaxloss.detection.detectors import ssd_multibox_loss as ssd_multibox_loss
 from jaxloss.detection.iou_losses import ciou_loss as ciou_loss
@@ -31,6 +42,10 @@ from jaxloss.detection.iou_losses import diou_loss as diou_loss
 from jaxloss.detection.iou_losses import eiou_loss as eiou_loss
 from jaxloss.detection.iou_losses import giou_loss as giou_loss
 from jaxloss.detection.iou_losses import iou_loss as iou_loss
+from jaxloss.detection.rotated import kld_rotated_loss as kld_rotated_loss
+from jaxloss.detection.rotated import probiou_loss as probiou_loss
+from jaxloss.detection.siou import siou_loss as siou_loss
+from jaxloss.detection.yolo import yolo_criterion as yolo_criterion
 
 __all__ = [
     "box_area",
@@ -44,4 +59,15 @@ __all__ = [
     "iou_loss",
     "mask_rcnn_mask_loss",
     "ssd_multibox_loss",
+    # dense heads
+    "distribution_expectation",
+    "distribution_focal_loss",
+    "gaussian_focal_loss",
+    "kld_rotated_loss",
+    "probiou_loss",
+    "quality_focal_loss",
+    "siou_loss",
+    "task_aligned_assign",
+    "varifocal_loss",
+    "yolo_criterion",
 ]

@@ -65,7 +65,8 @@ def _inverted(boxes: Array) -> Array:
     return (x2 < x1) | (y2 < y1)
 
 
-def _check_targets_not_inverted(targets: Array, box_format: str) -> Array | None:
+def _check_targets_not_inverted(targets: Array, box_format: str, name: str = "targets"
+                                ) -> Array | None:
     """Raises for a concrete inverted target box; returns the traced mask of them, or None.
 
     Only concrete (eager) targets can be checked at trace time; under a
@@ -82,17 +83,20 @@ def _check_targets_not_inverted(targets: Array, box_format: str) -> Array | None
         index = tuple(int(i) for i in np.argwhere(values)[0])
         sides = "x2 < x1 or y2 < y1" if box_format == "xyxy" else "a negative width or height"
         raise ValueError(
-            f"targets holds an inverted box at index {index} ({sides} in box_format="
+            f"{name} holds an inverted box at index {index} ({sides} in box_format="
             f"{box_format!r}): its IoU is undefined. Give target boxes with x1 <= x2 and "
             "y1 <= y2 (or the right box_format)."
         )
     return None
 
 
-def _box_pair(predictions: ArrayLike, targets: ArrayLike) -> tuple[Array, Array, jnp.dtype]:
+def _box_pair(predictions: ArrayLike, targets: ArrayLike,
+              names: tuple[str, str] = ("predictions", "targets"),
+              ) -> tuple[Array, Array, jnp.dtype]:
     """Validated matched box pairs ``(..., 4)`` in the compute dtype, and the result dtype."""
-    p, t, dtype = _checks.elementwise_pair(predictions, targets)
-    as_boxes(p, "predictions")
+    p, t, dtype = _checks.elementwise_pair(predictions, targets, predictions_name=names[0],
+                                           targets_name=names[1])
+    as_boxes(p, names[0])
     return p, t, dtype
 
 
@@ -103,6 +107,7 @@ def _iou_loss_inputs(
     eps: ArrayLike,
     where: ArrayLike | None,
     reduction: str,
+    names: tuple[str, str] = ("predictions", "targets"),
 ) -> tuple[Array, Array, Array, Array | None, jnp.dtype]:
     """Checks the common arguments of the IoU losses.
 
@@ -113,14 +118,14 @@ def _iou_loss_inputs(
     """
     _checks.check_reduction(reduction)
     check_format(box_format, "box_format")
-    p, t, dtype = _box_pair(predictions, targets)
+    p, t, dtype = _box_pair(predictions, targets, names)
     _checks.check_range(eps, "eps", low=0.0)
     e = _checks.hyperparameter(eps, "eps", p.dtype)
     if where is not None:
         mask = _checks.broadcast_mask(where, p.shape[:-1], "where")
         p, t = _reduce.mask_inputs(mask[..., None], p, t)
     p, t = convert(p, box_format, "xyxy"), convert(t, box_format, "xyxy")
-    bad = _check_targets_not_inverted(t, box_format)
+    bad = _check_targets_not_inverted(t, box_format, names[1])
     return p, t, e, bad, dtype
 
 
