@@ -75,9 +75,9 @@ def distillation_loss(
       >>> import jax.numpy as jnp
       >>> import jaxloss
       >>> student = jnp.array([[0.0, 0.0]])
-      >>> teacher = jnp.array([[8.0, -8.0]])  # softmax(t / 4) = sigmoid(4), sigmoid(-4)
+      >>> teacher = jnp.array([[8.0, -8.0]])  # 16 KL((0.982, 0.018) || (0.5, 0.5))
       >>> float(jaxloss.distillation_loss(student, teacher))
-      7.0564...
+      9.6488...
 
     References:
       Hinton et al., `Distilling the Knowledge in a Neural Network
@@ -173,7 +173,7 @@ def jsd_consistency_loss(
         (stacked,) = _reduce.mask_inputs(positions[None, ..., None], stacked)
     log_p = log_probabilities(stacked, from_logits=True)                     # [3, ..., C]
     p = jnp.exp(log_p)
-    log_m = jnp.log(jnp.clip(jnp.mean(p, axis=0), _MIXTURE_FLOOR, 1.0))       # [..., C]
+    log_m = jnp.log(jnp.clip(jnp.mean(p, axis=0, keepdims=True), _MIXTURE_FLOOR, 1.0))  # [1, ..., C]
     values = jnp.sum(x_times(p, log_p - log_m), axis=(0, -1)) / 3.0           # [...]
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)

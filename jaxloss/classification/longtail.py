@@ -29,7 +29,12 @@ from jaxloss._classes import (
     take_class,
 )
 from jaxloss._numerics import one_hot, x_times
-from jaxloss.classification.cross_entropy import _check_ignore_index, _class_vector, _gather_class
+from jaxloss.classification.cross_entropy import (
+    _broadcast_class_axis,
+    _check_ignore_index,
+    _class_vector,
+    _gather_class,
+)
 from jaxloss.registry import _builtin
 
 __all__ = [
@@ -139,7 +144,7 @@ def seesaw_loss(
       >>> float(jaxloss.seesaw_loss(logits, jnp.array([0, 1]), counts, p=0.0, q=0.0))  # CE
       0.39637...
       >>> float(jaxloss.seesaw_loss(logits, jnp.array([0, 1]), counts))
-      0.20279...
+      0.19548...
 
     References:
       Wang et al., `Seesaw Loss for Long-Tailed Instance Segmentation
@@ -162,6 +167,7 @@ def seesaw_loss(
     log_n = _log_counts(class_counts, inputs.num_classes, compute)             # [C]
     scores, y = inputs.scores, inputs.targets
     log_n_y = _gather_class(log_n, y)[..., None]                               # [..., 1]
+    log_n = _broadcast_class_axis(log_n, scores.shape)                          # [..., C]
     log_mitigation = p * jnp.minimum(log_n - log_n_y, 0.0)                     # [..., C]
     log_sigma = jax.lax.stop_gradient(log_probabilities(scores, from_logits=True))
     log_sigma_y = jnp.maximum(take_class(log_sigma, y), jnp.log(eps))[..., None]
@@ -235,9 +241,9 @@ def ldam_loss(
       >>> counts = jnp.array([1000.0, 10.0])
       >>> float(jaxloss.ldam_loss(logits, jnp.array([0, 1]), counts, max_margin=0.0,
       ...                         scale=1.0))  # plain cross-entropy
-      0.45634...
+      0.44205...
       >>> float(jaxloss.ldam_loss(logits, jnp.array([0, 1]), counts))
-      2.1541...
+      1.5242...
 
     References:
       Cao et al., `Learning Imbalanced Datasets with Label-Distribution-Aware
@@ -344,7 +350,7 @@ def logit_adjusted_loss(
     tau = _checks.hyperparameter(tau, "tau", compute)
     priors = _class_vector(class_priors, "class_priors", inputs.num_classes, compute)
     log_prior = jnp.log(jnp.maximum(priors, jnp.finfo(compute).tiny))          # [C]
-    adjusted = inputs.scores + tau * log_prior
+    adjusted = inputs.scores + tau * _broadcast_class_axis(log_prior, inputs.scores.shape)
     normalizer = None
     if inputs.is_index:
         values, normalizer = _ignored_cross_entropy(adjusted, inputs.targets, ignore_index)
@@ -481,7 +487,7 @@ def ohem_cross_entropy_loss(
       >>> logits = jnp.array([[4.0, 0.0], [0.0, 0.0], [0.0, 4.0]])
       >>> # p_true: 0.98, 0.5, 0.018: only the last two are below 0.7
       >>> float(jaxloss.ohem_cross_entropy_loss(logits, jnp.array([0, 0, 0]), min_kept=0))
-      2.3539...
+      2.3556...
 
     References:
       Shrivastava et al., `Training Region-based Object Detectors with Online

@@ -84,8 +84,9 @@ def asymmetric_loss(
       >>> import jaxloss
       >>> logits = jnp.array([[0.0, -3.0]])
       >>> targets = jnp.array([[1.0, 0.0]])
-      >>> jaxloss.asymmetric_loss(logits, targets, reduction="none")  # sigma(-3) < 0.05
-      Array([[0.3465..., 0.        ]], dtype=float32)
+      >>> # (1 - 0.5) log 2 for the positive; sigma(-3) < clip: the negative costs 0
+      >>> float(jaxloss.asymmetric_loss(logits, targets, reduction="sum"))
+      0.34657...
 
     References:
       Ridnik et al., `Asymmetric Loss For Multi-Label Classification
