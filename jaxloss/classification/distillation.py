@@ -173,7 +173,8 @@ def jsd_consistency_loss(
         (stacked,) = _reduce.mask_inputs(positions[None, ..., None], stacked)
     log_p = log_probabilities(stacked, from_logits=True)                     # [3, ..., C]
     p = jnp.exp(log_p)
-    log_m = jnp.log(jnp.clip(jnp.mean(p, axis=0, keepdims=True), _MIXTURE_FLOOR, 1.0))  # [1, ..., C]
+    mixture = jnp.mean(p, axis=0, keepdims=True)                               # [1, ..., C]
+    log_m = jnp.log(jnp.clip(mixture, _MIXTURE_FLOOR, 1.0))
     values = jnp.sum(x_times(p, log_p - log_m), axis=(0, -1)) / 3.0           # [...]
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=dtype)
