@@ -18,8 +18,8 @@ from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
 from jaxloss._checks import Reduction
-from jaxloss._classes import prepare_class_inputs
-from jaxloss._numerics import one_hot, x_times
+from jaxloss._classes import label_one_hot, prepare_class_inputs
+from jaxloss._numerics import x_times
 from jaxloss.registry import _builtin
 
 __all__ = ["bi_tempered_logistic_loss"]
@@ -242,9 +242,8 @@ def bi_tempered_logistic_loss(
     smoothing = _checks.hyperparameter(label_smoothing, "label_smoothing", compute)
     y = inputs.targets
     if inputs.is_index:
-        y = one_hot(y, num_classes, compute)
+        y, _ = label_one_hot(y, num_classes, compute)   # NaN rows at out-of-range labels
     y = (1.0 - num_classes / (num_classes - 1) * smoothing) * y + smoothing / (num_classes - 1)
     values = _bi_tempered(inputs.scores, y, t1, t2, num_iters, method)
-    values = inputs.poison(values)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                dtype=inputs.dtype)
