@@ -181,6 +181,25 @@ def _check_vae(example: ModuleType, result: dict[str, Any], out: str) -> None:
         np.testing.assert_allclose(values, expected, atol=1e-3)
 
 
+def _check_long_tail(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    recalls = result["recalls"]
+    names = ("cross-entropy", "class-balanced CE", "LDAM-DRW", "logit adjustment", "seesaw")
+    assert tuple(recalls) == names
+    counts = result["counts"]
+    assert counts.max() == 100 * counts.min() and np.all(np.diff(counts) <= 0)  # ratio 100
+    lines = out.splitlines()
+    baseline = recalls["cross-entropy"].mean()
+    for name in names:
+        balanced, rare, gain = (float(v) for v in _row(lines, name))
+        assert balanced == pytest.approx(recalls[name].mean(), abs=5e-4)
+        assert rare == pytest.approx(recalls[name][list(example.RAREST)].mean(), abs=5e-4)
+        assert gain == pytest.approx(recalls[name].mean() - baseline, abs=1e-3)
+    # what the example is for: at least two long-tail losses beat plain cross-entropy in
+    # balanced accuracy (seeds 0-3 of the smoke run: three or four of them, by 0.05-0.3)
+    better = [n for n in names[1:] if recalls[n].mean() > baseline + 0.02]
+    assert len(better) >= 2, {n: recalls[n].mean() for n in names}
+
+
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     # example: (the PNGs it saves, the check of its output)
     "quickstart": (("quickstart_losses.png",), _check_quickstart),
@@ -191,6 +210,7 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "multitask": (("multitask_losses.png", "multitask_metrics.png"), _check_multitask),
     "image_restoration": (("image_restoration_crops.png",), _check_image_restoration),
     "vae": (("vae_samples.png",), _check_vae),
+    "long_tail": (("long_tail_recall.png",), _check_long_tail),
 }
 
 
