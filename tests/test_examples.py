@@ -200,6 +200,25 @@ def _check_long_tail(example: ModuleType, result: dict[str, Any], out: str) -> N
     assert len(better) >= 2, {n: recalls[n].mean() for n in names}
 
 
+def _check_distillation(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    accuracies, sizes = result["accuracies"], result["parameters"]
+    names = ("teacher", "student alone", "distilled T=2", "distilled T=8")
+    assert tuple(accuracies) == names
+    assert 0.08 < sizes["student alone"] / sizes["teacher"] < 0.12  # a tenth of the teacher
+    lines = out.splitlines()
+    for name in names:
+        params, acc = (float(v) for v in _row(lines, name))
+        assert params == sizes[name] and acc == pytest.approx(accuracies[name], abs=5e-4)
+    for name in names[1:]:
+        steps = [s for s, _ in result["curves"][name]]
+        assert steps == [50, 100, 150, 200, 250] and result["curves"][name][-1][1] == accuracies[name]
+    # what the example is for: the teacher beats the student alone, and distillation at
+    # either temperature beats the student alone (seed 1: by about 0.08)
+    assert accuracies["teacher"] > accuracies["student alone"] + 0.03, accuracies
+    for name in names[2:]:
+        assert accuracies[name] > accuracies["student alone"] + 0.03, accuracies
+
+
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     # example: (the PNGs it saves, the check of its output)
     "quickstart": (("quickstart_losses.png",), _check_quickstart),
@@ -211,6 +230,7 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "image_restoration": (("image_restoration_crops.png",), _check_image_restoration),
     "vae": (("vae_samples.png",), _check_vae),
     "long_tail": (("long_tail_recall.png",), _check_long_tail),
+    "distillation": (("distillation_curves.png",), _check_distillation),
 }
 
 
