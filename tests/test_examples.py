@@ -210,8 +210,8 @@ def _check_distillation(example: ModuleType, result: dict[str, Any], out: str) -
         params, acc = (float(v) for v in _row(lines, name))
         assert params == sizes[name] and acc == pytest.approx(accuracies[name], abs=5e-4)
     for name in names[1:]:
-        steps = [s for s, _ in result["curves"][name]]
-        assert steps == [50, 100, 150, 200, 250] and result["curves"][name][-1][1] == accuracies[name]
+        steps, scores = zip(*result["curves"][name], strict=True)
+        assert steps == (50, 100, 150, 200, 250) and scores[-1] == accuracies[name]
     # what the example is for: the teacher beats the student alone, and distillation at
     # either temperature beats the student alone (seed 1: by about 0.08)
     assert accuracies["teacher"] > accuracies["student alone"] + 0.03, accuracies
