@@ -195,7 +195,8 @@ def _check_long_tail(example: ModuleType, result: dict[str, Any], out: str) -> N
         assert rare == pytest.approx(recalls[name][list(example.RAREST)].mean(), abs=5e-4)
         assert gain == pytest.approx(recalls[name].mean() - baseline, abs=1e-3)
     # what the example is for: at least two long-tail losses beat plain cross-entropy in
-    # balanced accuracy (seeds 0-3 of the smoke run: three or four of them, by 0.05-0.3)
+    # balanced accuracy (seeds 0-3 of the smoke run: class-balanced CE and logit adjustment
+    # by 0.06-0.16, seesaw by 0.02-0.06)
     better = [n for n in names[1:] if recalls[n].mean() > baseline + 0.02]
     assert len(better) >= 2, {n: recalls[n].mean() for n in names}
 
