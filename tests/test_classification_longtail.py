@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxloss
 
@@ -22,6 +24,32 @@ COUNTS = np.array([100.0, 20.0, 1.0, 0.0], np.float32)
 def _close(actual, expected, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
                                rtol=rtol, atol=atol)
+
+
+@jax.jit
+def _invariances(x, y, counts, factor, shift):
+    """Losses that must not change: priors rescaled (only ratios matter), every logit shifted
+    by one constant (softmax invariance), for logit adjustment, seesaw and bi-tempered."""
+    la = jaxloss.logit_adjusted_loss(x, y, counts, reduction="none")
+    return (
+        (la, jaxloss.logit_adjusted_loss(x, y, factor * counts, reduction="none")),
+        (la, jaxloss.logit_adjusted_loss(x + shift, y, counts, reduction="none")),
+        (jaxloss.seesaw_loss(x, y, counts, reduction="none"),
+         jaxloss.seesaw_loss(x + shift, y, counts, reduction="none")),
+        (jaxloss.bi_tempered_logistic_loss(x, y, t1=0.8, t2=1.3, reduction="none"),
+         jaxloss.bi_tempered_logistic_loss(x + shift, y, t1=0.8, t2=1.3, reduction="none")),
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), factor=st.floats(0.01, 100.0), shift=st.floats(-20.0, 20.0))
+def test_invariances(seed, factor, shift):
+    rng = np.random.default_rng(seed)
+    x = (3 * rng.normal(size=(5, 4))).astype(np.float32)
+    y = rng.integers(0, 4, size=5).astype(np.int32)
+    counts = rng.integers(1, 200, size=4).astype(np.float32)
+    for got, want in _invariances(x, y, counts, np.float32(factor), np.float32(shift)):
+        _close(got, want, rtol=2e-4, atol=2e-4)   # float32 logits up to ~30: ulp-level shifts
 
 
 def test_special_settings_reduce_to_cross_entropy():
