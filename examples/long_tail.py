@@ -193,7 +193,8 @@ def plot(recalls: dict[str, np.ndarray], counts: np.ndarray, path: Path) -> None
     ax.set_ylim(0, 1.05)
     ax.set_title("Per-class test recall, long-tailed training (imbalance ratio "
                  f"{counts.max() / counts.min():.0f})")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8,
+              frameon=False)
     ax.grid(alpha=0.3, axis="y")
     common.save_figure(fig, path, dpi=120)
 
@@ -215,7 +216,7 @@ def report(recalls: dict[str, np.ndarray]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per loss")
+    parser.add_argument("--steps", type=int, default=400, help="training steps per loss")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--width", type=int, default=16, help="channels of the first conv")
