@@ -44,7 +44,7 @@ from sklearn.model_selection import train_test_split
 NUM_CLASSES = 10
 TEACHER = {"width": 16, "hidden": 64}
 STUDENT = {"width": 4, "hidden": 24}
-SMOKE = {"teacher_steps": 250, "student_steps": 250, "eval_every": 50}  # the tests' quick run
+SMOKE = {"teacher_steps": 150, "student_steps": 150, "eval_every": 50}  # the tests' quick run
 
 jaxloss = common.import_jaxloss()
 

@@ -212,9 +212,9 @@ def _check_distillation(example: ModuleType, result: dict[str, Any], out: str) -
         assert params == sizes[name] and acc == pytest.approx(accuracies[name], abs=5e-4)
     for name in names[1:]:
         steps, scores = zip(*result["curves"][name], strict=True)
-        assert steps == (50, 100, 150, 200, 250) and scores[-1] == accuracies[name]
+        assert steps == (50, 100, 150) and scores[-1] == accuracies[name]
     # what the example is for: the teacher beats the student alone, and distillation at
-    # either temperature beats the student alone (seed 1: by about 0.08)
+    # either temperature beats the student alone (seeds 0-3 of the smoke run: by 0.05-0.11)
     assert accuracies["teacher"] > accuracies["student alone"] + 0.03, accuracies
     for name in names[2:]:
         assert accuracies[name] > accuracies["student alone"] + 0.03, accuracies
