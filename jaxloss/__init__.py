@@ -29,16 +29,29 @@ from jaxloss import registry as registry
 from jaxloss import regression as regression
 from jaxloss import segmentation as segmentation
 from jaxloss import weighting as weighting
+from jaxloss.classification import asymmetric_loss as asymmetric_loss
+from jaxloss.classification import (
+    balanced_binary_cross_entropy_loss as balanced_binary_cross_entropy_loss,
+)
+from jaxloss.classification import bi_tempered_logistic_loss as bi_tempered_logistic_loss
 from jaxloss.classification import binary_cross_entropy_loss as binary_cross_entropy_loss
+from jaxloss.classification import class_balanced_weights as class_balanced_weights
+from jaxloss.classification import cosine_distance_loss as cosine_distance_loss
 from jaxloss.classification import cross_entropy_loss as cross_entropy_loss
 from jaxloss.classification import ctc_loss as ctc_loss
+from jaxloss.classification import distillation_loss as distillation_loss
 from jaxloss.classification import focal_loss as focal_loss
 from jaxloss.classification import generalized_cross_entropy_loss as generalized_cross_entropy_loss
 from jaxloss.classification import hinge_loss as hinge_loss
 from jaxloss.classification import js_divergence_loss as js_divergence_loss
+from jaxloss.classification import jsd_consistency_loss as jsd_consistency_loss
 from jaxloss.classification import kl_divergence_loss as kl_divergence_loss
+from jaxloss.classification import ldam_loss as ldam_loss
+from jaxloss.classification import logit_adjusted_loss as logit_adjusted_loss
 from jaxloss.classification import multiclass_hinge_loss as multiclass_hinge_loss
+from jaxloss.classification import ohem_cross_entropy_loss as ohem_cross_entropy_loss
 from jaxloss.classification import poly1_cross_entropy_loss as poly1_cross_entropy_loss
+from jaxloss.classification import seesaw_loss as seesaw_loss
 from jaxloss.classification import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
 from jaxloss.classification import symmetric_cross_entropy_loss as symmetric_cross_entropy_loss
@@ -263,6 +276,17 @@ __all__ = [
     "task_aligned_assign",
     "varifocal_loss",
     "yolo_criterion",
+    "asymmetric_loss",
+    "balanced_binary_cross_entropy_loss",
+    "bi_tempered_logistic_loss",
+    "class_balanced_weights",
+    "cosine_distance_loss",
+    "distillation_loss",
+    "jsd_consistency_loss",
+    "ldam_loss",
+    "logit_adjusted_loss",
+    "ohem_cross_entropy_loss",
+    "seesaw_loss",
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.

@@ -217,6 +217,43 @@ def _check_dense_detection(example: ModuleType, result: dict[str, Any], out: str
     curve = result["losses"]["yolo_criterion"]
     assert np.all(np.isfinite(curve)) and curve[-10:].mean() < 0.7 * curve[:10].mean()
     assert result["metrics"]["yolo_criterion"]["recall"] > 0.15, result["metrics"]
+def _check_long_tail(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    recalls = result["recalls"]
+    names = ("cross-entropy", "class-balanced CE", "LDAM-DRW", "logit adjustment", "seesaw")
+    assert tuple(recalls) == names
+    counts = result["counts"]
+    assert counts.max() == 100 * counts.min() and np.all(np.diff(counts) <= 0)  # ratio 100
+    lines = out.splitlines()
+    baseline = recalls["cross-entropy"].mean()
+    for name in names:
+        balanced, rare, gain = (float(v) for v in _row(lines, name))
+        assert balanced == pytest.approx(recalls[name].mean(), abs=5e-4)
+        assert rare == pytest.approx(recalls[name][list(example.RAREST)].mean(), abs=5e-4)
+        assert gain == pytest.approx(recalls[name].mean() - baseline, abs=1e-3)
+    # what the example is for: at least two long-tail losses beat plain cross-entropy in
+    # balanced accuracy (seeds 0-3 of the smoke run: class-balanced CE and logit adjustment
+    # by 0.06-0.16, seesaw by 0.02-0.06)
+    better = [n for n in names[1:] if recalls[n].mean() > baseline + 0.02]
+    assert len(better) >= 2, {n: recalls[n].mean() for n in names}
+
+
+def _check_distillation(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    accuracies, sizes = result["accuracies"], result["parameters"]
+    names = ("teacher", "student alone", "distilled T=2", "distilled T=8")
+    assert tuple(accuracies) == names
+    assert 0.08 < sizes["student alone"] / sizes["teacher"] < 0.12  # a tenth of the teacher
+    lines = out.splitlines()
+    for name in names:
+        params, acc = (float(v) for v in _row(lines, name))
+        assert params == sizes[name] and acc == pytest.approx(accuracies[name], abs=5e-4)
+    for name in names[1:]:
+        steps, scores = zip(*result["curves"][name], strict=True)
+        assert steps == (50, 100, 150) and scores[-1] == accuracies[name]
+    # what the example is for: the teacher beats the student alone, and distillation at
+    # either temperature beats the student alone (seeds 0-3 of the smoke run: by 0.05-0.11)
+    assert accuracies["teacher"] > accuracies["student alone"] + 0.03, accuracies
+    for name in names[2:]:
+        assert accuracies[name] > accuracies["student alone"] + 0.03, accuracies
 
 
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
@@ -231,6 +268,8 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "vae": (("vae_samples.png",), _check_vae),
     "depth": (("depth_predictions.png",), _check_depth),
     "dense_detection": (("dense_detection.png",), _check_dense_detection),
+    "long_tail": (("long_tail_recall.png",), _check_long_tail),
+    "distillation": (("distillation_curves.png",), _check_distillation),
 }
 
 
