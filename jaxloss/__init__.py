@@ -48,11 +48,14 @@ from jaxloss.detection import box_area as box_area
 from jaxloss.detection import box_convert as box_convert
 from jaxloss.detection import box_iou as box_iou
 from jaxloss.detection import ciou_loss as ciou_loss
+from jaxloss.detection import detr_criterion as detr_criterion
 from jaxloss.detection import diou_loss as diou_loss
 from jaxloss.detection import eiou_loss as eiou_loss
 from jaxloss.detection import generalized_box_iou as generalized_box_iou
 from jaxloss.detection import giou_loss as giou_loss
+from jaxloss.detection import hungarian_match as hungarian_match
 from jaxloss.detection import iou_loss as iou_loss
+from jaxloss.detection import linear_sum_assignment as linear_sum_assignment
 from jaxloss.detection import mask_rcnn_mask_loss as mask_rcnn_mask_loss
 from jaxloss.detection import ssd_multibox_loss as ssd_multibox_loss
 from jaxloss.distance import distance_transform as distance_transform
@@ -150,6 +153,7 @@ __all__ = [
     "cross_entropy_loss",
     "ctc_loss",
     "deep_supervision",
+    "detr_criterion",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
@@ -174,11 +178,13 @@ __all__ = [
     "hausdorff_dt_loss",
     "hinge_loss",
     "huber_loss",
+    "hungarian_match",
     "info_nce_loss",
     "iou_loss",
     "jaccard_loss",
     "js_divergence_loss",
     "kl_divergence_loss",
+    "linear_sum_assignment",
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",

@@ -15,9 +15,15 @@ and returned in their own dtype.
 ``box_convert``, ``box_area``, ``box_iou`` and ``generalized_box_iou`` are
 utilities (not losses): they take no ``reduction``.
 
+Set prediction: ``linear_sum_assignment`` (exact assignment under ``jit`` and
+``vmap``) and ``hungarian_match`` (DETR's matcher) are utilities too;
+``detr_criterion`` is a composite criterion returning ``(total, parts)``, not a
+registry loss.
+
 Modules: ``boxes`` (the utilities), ``iou_losses`` (IoU, GIoU, DIoU, CIoU,
-EIoU losses), ``detectors`` (SSD, Mask R-CNN); ``_common`` holds the box
-helpers they share.
+EIoU losses), ``detectors`` (SSD, Mask R-CNN), ``matching`` (assignment and
+DETR's matcher), ``set_prediction`` (DETR's criterion); ``_common`` holds the
+box helpers they share.
 """
 
 from jaxloss.detection.boxes import box_area as box_area
@@ -31,17 +37,23 @@ from jaxloss.detection.iou_losses import diou_loss as diou_loss
 from jaxloss.detection.iou_losses import eiou_loss as eiou_loss
 from jaxloss.detection.iou_losses import giou_loss as giou_loss
 from jaxloss.detection.iou_losses import iou_loss as iou_loss
+from jaxloss.detection.matching import hungarian_match as hungarian_match
+from jaxloss.detection.matching import linear_sum_assignment as linear_sum_assignment
+from jaxloss.detection.set_prediction import detr_criterion as detr_criterion
 
 __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
     "ciou_loss",
+    "detr_criterion",
     "diou_loss",
     "eiou_loss",
     "generalized_box_iou",
     "giou_loss",
+    "hungarian_match",
     "iou_loss",
+    "linear_sum_assignment",
     "mask_rcnn_mask_loss",
     "ssd_multibox_loss",
 ]

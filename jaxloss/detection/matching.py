@@ -200,10 +200,15 @@ def linear_sum_assignment(cost: ArrayLike) -> tuple[Array, Array]:
     compute, _ = _checks.compute_dtype(array)
     array = jax.lax.stop_gradient(array.astype(compute))
     _check_finite(array)
+    return assign(array)
+
+
+def assign(cost: Array) -> tuple[Array, Array]:
+    """:func:`linear_sum_assignment` of a validated floating ``(..., N, M)`` ``cost``."""
     fn = _assignment
-    for _ in range(array.ndim - 2):
+    for _ in range(cost.ndim - 2):
         fn = jax.vmap(fn)
-    return fn(array)
+    return fn(jax.lax.stop_gradient(cost))
 
 
 # --------------------------------------------------------------------------------------
@@ -287,7 +292,7 @@ def match_queries(cost: Array, mask: Array) -> Array:
     top = jnp.max(real_cost, axis=(1, 2), keepdims=True)                     # [N, 1, 1]
     top = jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
     cost = jnp.where(real, cost, top + jnp.abs(top) + 1)
-    rows, cols = linear_sum_assignment(cost)                                 # [N, K]
+    rows, cols = assign(cost)                                                # [N, K]
     matched = (cols >= 0) & jnp.take_along_axis(mask, jnp.clip(cols, 0, m - 1), axis=1)
     values = jnp.where(matched, cols, -jnp.ones_like(cols))
     batch = jnp.arange(n)[:, None]
