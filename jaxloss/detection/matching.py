@@ -44,6 +44,11 @@ def _assign_rows(cost: Array) -> Array:
     inf = jnp.asarray(jnp.inf, dtype)
     columns = jnp.arange(m)
     rows = jnp.arange(n)
+    # Every loop carry starts from these zeros derived from the cost, so that it has the
+    # cost's type under shard_map (varying over the mapped axis) and under vmap.
+    zero = cost[0, 0] * 0
+    izero = zero.astype(jnp.int32)
+    no = izero != 0
 
     def add_row(cur_row, carry):
         u, v, col4row, row4col = carry
@@ -68,8 +73,9 @@ def _assign_rows(cost: Array) -> Array:
             i = jnp.where(owner < 0, i, owner)
             return i, lowest, spc, path, scanned_rows, scanned_cols, sink
 
-        start = (cur_row, jnp.zeros((), dtype), jnp.full((m,), inf), jnp.full((m,), -1),
-                 jnp.zeros((n,), bool), jnp.zeros((m,), bool), jnp.asarray(-1))
+        start = (cur_row + izero, zero, jnp.full((m,), inf) + zero,
+                 jnp.full((m,), -1) + izero, jnp.zeros((n,), bool) | no,
+                 jnp.zeros((m,), bool) | no, izero - 1)
         _, min_val, spc, path, scanned_rows, scanned_cols, sink = jax.lax.while_loop(
             lambda s: s[6] < 0, search, start)
         # Dual update (keeps every reduced cost >= 0 and the matched ones at 0).
@@ -89,11 +95,11 @@ def _assign_rows(cost: Array) -> Array:
             return previous, col4row, row4col, i == cur_row
 
         _, col4row, row4col, _ = jax.lax.while_loop(
-            lambda s: ~s[3], augment, (sink, col4row, row4col, jnp.asarray(False)))
+            lambda s: ~s[3], augment, (sink, col4row, row4col, no))
         return u, v, col4row, row4col
 
-    init = (jnp.zeros((n,), dtype), jnp.zeros((m,), dtype), jnp.full((n,), -1),
-            jnp.full((m,), -1))
+    init = (jnp.zeros((n,), dtype) + zero, jnp.zeros((m,), dtype) + zero,
+            jnp.full((n,), -1) + izero, jnp.full((m,), -1) + izero)
     _, _, col4row, _ = jax.lax.fori_loop(0, n, add_row, init)
     return col4row
 
