@@ -2,8 +2,9 @@
 
 Suites: ``losses`` (the default: elementwise, cross-entropy, focal and box losses,
 ``bench/run.py``), ``image`` (SSIM), ``metric`` (dense vs chunked all-pairs losses),
-``multitask`` (multi-task train steps) and ``gpu`` (the accelerator suite,
-``bench/gpu.py``). Every other flag goes to the suite: ``python -m bench --suite NAME -h``.
+``multitask`` (multi-task train steps), ``gpu`` (the accelerator suite,
+``bench/gpu.py``) and ``detr`` (Hungarian matching and DETR's criterion). Every
+other flag goes to the suite: ``python -m bench --suite NAME -h``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUITES = ("losses", "image", "metric", "multitask", "gpu")
+SUITES = ("losses", "image", "metric", "multitask", "gpu", "detr")
 
 
 def split_suite(argv: Sequence[str]) -> tuple[str, list[str]]:

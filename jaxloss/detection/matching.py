@@ -105,14 +105,25 @@ def _assign_rows(cost: Array) -> Array:
 
 
 def _normalised(cost: Array) -> tuple[Array, Array]:
-    """``cost`` scaled by a power of two into ``[-1, 1]`` (exact: only the exponent changes),
-    so that the duals cannot overflow whatever the magnitude; non-finite entries (and all
-    entries of a matrix holding one) replaced by 0. Returns it and whether all were finite."""
+    """``cost`` times a power of two that brings ``max |cost|`` into ``[1, 2)`` (or as near as
+    the exponent range allows: a factor within ``2^{+-100}``, ``2^{+-1000}`` in float64). Exact
+    (only the exponent changes), and the duals cannot overflow whatever the magnitude.
+    Non-finite entries (and all entries of a matrix holding one) are replaced by 0. Returns
+    it and whether all were finite."""
     finite = jnp.all(jnp.isfinite(cost))
     cost = jnp.where(finite, cost, jnp.zeros_like(cost))
-    scale = jnp.max(jnp.abs(cost)) if cost.size else jnp.zeros((), cost.dtype)
-    _, exponent = jnp.frexp(jnp.where(scale > 0, scale, jnp.ones_like(scale)))
-    return jnp.ldexp(cost, -exponent), finite
+    scale = jnp.max(jnp.abs(cost))
+    # The factor is built from exponent bits: a division by a large power of two would
+    # go through its subnormal reciprocal, which the CPU flushes to 0.
+    wide = cost.dtype == jnp.float64
+    bits, bias, mantissa, limit = (jnp.int64, 1023, 52, 1000) if wide else (jnp.int32, 127, 23,
+                                                                            100)
+    biased = jax.lax.shift_right_logical(jax.lax.bitcast_convert_type(scale, bits),
+                                         jnp.asarray(mantissa, bits))
+    shift = jnp.clip(bias - biased, -limit, limit)                          # -exponent
+    factor = jax.lax.bitcast_convert_type(
+        jax.lax.shift_left(shift + bias, jnp.asarray(mantissa, bits)), cost.dtype)
+    return cost * factor, finite
 
 
 def _assignment(cost: Array) -> tuple[Array, Array]:
@@ -127,10 +138,8 @@ def _assignment(cost: Array) -> tuple[Array, Array]:
         rows = jnp.arange(n, dtype=jnp.int32)
         cols = _assign_rows(scaled).astype(jnp.int32)
     else:
-        row_of_col = _assign_rows(scaled.T).astype(jnp.int32)               # [m]
-        order = jnp.argsort(row_of_col)                                      # rows ascending
-        rows = row_of_col[order]
-        cols = order.astype(jnp.int32)
+        rows = _assign_rows(scaled.T).astype(jnp.int32)                     # row of each col
+        cols = jnp.arange(m, dtype=jnp.int32)
     return rows, jnp.where(finite, cols, -jnp.ones_like(cols))
 
 
@@ -161,8 +170,10 @@ def linear_sum_assignment(cost: ArrayLike) -> tuple[Array, Array]:
     same way). No host callback.
 
     Convention: any optimal assignment is correct (with ties the indices may
-    differ from scipy's; the total cost is the same); ``rows`` come sorted
-    ascending as scipy's. The matrix is scaled by a power of two first (exact),
+    differ from scipy's; the total cost is the same). For :math:`N \le M`
+    ``rows`` is ``0, 1, ..., N - 1`` as scipy's; for :math:`N > M` ``cols``
+    is ``0, ..., M - 1`` and ``rows`` is not sorted (scipy sorts the pairs
+    by row). The matrix is scaled by a power of two first (exact),
     so any finite magnitude works, 1e30 as well as 1e-30, with no sentinel
     values. Costs are computed in float32 (float64 for float64 input), integer
     costs are converted: integers above :math:`2^{24}` then round. The output
