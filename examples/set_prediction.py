@@ -29,7 +29,7 @@ curves and a grid of held-out predictions as PNGs.
 Run it with::
 
     python examples/set_prediction.py             # ~2-3 minutes on 2 CPU cores
-    python examples/set_prediction.py --smoke     # the tests' short run (~20 s)
+    python examples/set_prediction.py --smoke     # the tests' short run (120 steps)
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ RUN_COLORS = ("#1f77b4", "#ff7f0e")
 CLASS_COLORS = ("#ef4444", "#3b82f6", "#eab308")
 TRUE_COLOR = "#22c55e"
 # --smoke: the tests' quick run, long enough for the matched model to pull ahead
-SMOKE = {"steps": 150, "batch_size": 32, "train_images": 1024, "test_images": 128,
-         "eval_every": 75, "learning_rate": 3e-3}
+SMOKE = {"steps": 120, "batch_size": 32, "train_images": 1024, "test_images": 128,
+         "eval_every": 60, "learning_rate": 3e-3}
 
 jaxloss = common.import_jaxloss()
 
