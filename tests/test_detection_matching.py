@@ -195,6 +195,9 @@ def test_bad_inputs_raise_or_give_nan_under_jit():
         jaxloss.detr_criterion(logits, boxes, labels, inverted, mask)
     (total, _), _ = _value_and_grads(logits, boxes, labels, inverted, mask)
     assert np.isnan(total)
+    (total, _), _ = _value_and_grads(logits, boxes.at[1, 2, 0].set(jnp.nan), labels, t_boxes,
+                                     mask)
+    assert np.isnan(total)                                 # not the loss of "no match"
     # the same label and box in a padded slot are ignored
     padded = ~mask
     (total, _), _ = _value_and_grads(logits, boxes, bad_label, inverted, mask & padded)

@@ -97,7 +97,8 @@ def detr_criterion(
     target gives the no-object CE and zero box losses, finite with finite
     gradients. A real target's label outside ``[0, C)`` (or a target box with
     a negative width or height) raises eagerly; under ``jit`` it makes the
-    loss NaN. DETR's auxiliary decoder losses:
+    loss NaN, and so does a non-finite prediction (it cannot be matched).
+    DETR's auxiliary decoder losses:
     ``jaxloss.compose.deep_supervision(detr_criterion, weights="same")`` over a
     list of ``(pred_logits, pred_boxes)`` per layer, with the targets as a
     tuple ``(target_labels, target_boxes, target_mask)``; that averages the
@@ -181,6 +182,9 @@ def detr_criterion(
                          alpha=h["alpha"], gamma=jnp.asarray(focal_gamma, compute),
                          box_format=box_format)
     match = match_queries(cost, mask)                                           # [N, Q]
+    # A NaN or inf prediction cannot be matched: its image's loss is NaN, not that of an
+    # image with every query unmatched.
+    bad = bad | ~jnp.all(jnp.isfinite(cost), axis=(1, 2))
     matched = match >= 0
     index = jnp.maximum(match, 0)
     matched_labels = jnp.take_along_axis(labels, index, axis=1)                 # [N, Q]
