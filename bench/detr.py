@@ -30,6 +30,7 @@ optimum (float64, relative 1e-5).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -95,8 +96,9 @@ def _markdown(report: dict[str, Any]) -> str:
     s, env = report["settings"], report["environment"]
     head = (f"Hungarian matching of {s['images']} images x {s['queries']} queries x "
             f"{s['targets']} targets and DETR's criterion ({s['classes']} classes); median ms over "
-            f"interleaved rounds ({env['jax_backend']}, {env['cpu_count']} CPUs, jax "
-            f"{env['jax']}, scipy {env['scipy']}){' [quick run]' if report['quick'] else ''}.")
+            f"interleaved rounds ({env['jax_backend']}, {env['cpu_count']} CPUs, load average "
+            f"{env['load_average'][0]:.1f}, jax {env['jax']}, scipy {env['scipy']})"
+            f"{' [quick run]' if report['quick'] else ''}.")
     lines = [head, "", "| what | ms | compile s | vs scipy loop |", "|---|---:|---:|---:|"]
     loop = report["timings_ms"]["scipy loop (batch)"]["median"]
     for name, timing in report["timings_ms"].items():
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "created": H.now(),
         "quick": quick,
         "total_seconds": time.perf_counter() - started,
-        "environment": H.environment(("scipy",)),
+        # the load average says how busy the (shared) machine was during the run
+        "environment": H.environment(("scipy",), load_average=list(os.getloadavg())),
         "settings": settings,
         "timings_ms": timings,
         "compile_s": {name: info["compile_s"] for name, info in compiled.items()},
