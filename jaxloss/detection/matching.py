@@ -13,6 +13,8 @@ gradient at the cost.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -220,8 +222,12 @@ def linear_sum_assignment(cost: ArrayLike) -> tuple[Array, Array]:
     return assign(array)
 
 
+@jax.jit
 def assign(cost: Array) -> tuple[Array, Array]:
-    """:func:`linear_sum_assignment` of a validated floating ``(..., N, M)`` ``cost``."""
+    """:func:`linear_sum_assignment` of a validated floating ``(..., N, M)`` ``cost``.
+
+    Jitted, so that an eager call compiles one program instead of dispatching the loops'
+    operations one by one (inside a user's ``jit`` it is inlined)."""
     fn = _assignment
     for _ in range(cost.ndim - 2):
         fn = jax.vmap(fn)
@@ -403,6 +409,14 @@ def hungarian_match(
     weights = {name: _checks.hyperparameter(value, name, compute) for name, value in (
         ("class_cost", class_cost), ("bbox_cost", bbox_cost), ("giou_cost", giou_cost),
         ("alpha", alpha), ("gamma", gamma))}
+    return _match(logits, boxes, labels, t_boxes, mask, weights, focal=focal,
+                  box_format=box_format)
+
+
+@partial(jax.jit, static_argnames=("focal", "box_format"))
+def _match(logits: Array, boxes: Array, labels: Array, t_boxes: Array, mask: Array,
+           weights: dict[str, Array], *, focal: bool, box_format: str) -> Array:
+    """``hungarian_match`` after validation, one jitted program (see :func:`assign`)."""
     cost = matching_cost(logits, boxes, labels, t_boxes, focal=focal, box_format=box_format,
                          **weights)
     return match_queries(cost, mask)

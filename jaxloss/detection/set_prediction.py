@@ -13,8 +13,11 @@ and every sum through ``_reduce``.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -168,15 +171,41 @@ def detr_criterion(
         ("class_weight", class_weight), ("bbox_weight", bbox_weight),
         ("giou_weight", giou_weight), ("eos_coef", eos_coef), ("class_cost", class_cost),
         ("bbox_cost", bbox_cost), ("giou_cost", giou_cost), ("alpha", alpha))}
-    focal_gamma = gamma if isinstance(gamma, (int, float)) else _checks.hyperparameter(
+    # A Python gamma stays static (an integer power in the focal kernel); a traced one is an
+    # argument of the program.
+    static_gamma = float(gamma) if isinstance(gamma, (int, float)) else None
+    traced_gamma = None if static_gamma is not None else _checks.hyperparameter(
         gamma, "gamma", compute)
+    if not _checks.is_traced(t_boxes):
+        try:
+            xyxy = np.asarray(convert(np.asarray(t_boxes), box_format, "xyxy"))
+        except Exception:  # e.g. non-addressable sharded arrays
+            xyxy = None
+        if xyxy is not None and np.any((xyxy[..., 2] < xyxy[..., 0])
+                                       | (xyxy[..., 3] < xyxy[..., 1])):
+            raise ValueError(f"target_boxes holds a box with a negative width or height "
+                             f"(box_format={box_format!r}); give boxes with x1 <= x2 and "
+                             "y1 <= y2.")
+    total, parts = _criterion(logits, boxes, labels, t_boxes, mask, h, traced_gamma,
+                              focal=focal, box_format=box_format, axis_name=axis_name,
+                              static_gamma=static_gamma)
+    return total.astype(dtype), {name: part.astype(dtype) for name, part in parts.items()}
+
+
+@partial(jax.jit, static_argnames=("focal", "box_format", "axis_name", "static_gamma"))
+def _criterion(logits: Array, boxes: Array, labels: Array, t_boxes: Array, mask: Array,
+               h: dict[str, Array], traced_gamma: Array | None, *, focal: bool,
+               box_format: str, axis_name: str | None, static_gamma: float | None
+               ) -> tuple[Array, dict[str, Array]]:
+    """``detr_criterion`` after validation, one jitted program (an eager call compiles once
+    instead of dispatching the matching loops op by op; inside ``jit`` it is inlined)."""
+    compute = logits.dtype
+    num_logits = logits.shape[-1]
+    num_classes = num_logits if focal else num_logits - 1
+    focal_gamma = static_gamma if static_gamma is not None else traced_gamma
     t_xyxy = convert(t_boxes, box_format, "xyxy")
     inverted = (t_xyxy[..., 2] < t_xyxy[..., 0]) | (t_xyxy[..., 3] < t_xyxy[..., 1])
-    if not _checks.is_traced(inverted) and bool(jnp.any(inverted)):
-        raise ValueError(f"target_boxes holds a box with a negative width or height (box_format="
-                         f"{box_format!r}); give boxes with x1 <= x2 and y1 <= y2.")
     bad = jnp.any(inverted | (mask & out_of_range(labels, num_classes)), axis=1)   # [N]
-
     cost = matching_cost(logits, boxes, labels, t_boxes, class_cost=h["class_cost"],
                          bbox_cost=h["bbox_cost"], giou_cost=h["giou_cost"], focal=focal,
                          alpha=h["alpha"], gamma=jnp.asarray(focal_gamma, compute),
@@ -212,6 +241,4 @@ def detr_criterion(
         for v in (l1, giou))
     total = (h["class_weight"] * class_loss + h["bbox_weight"] * bbox_loss
              + h["giou_weight"] * giou_loss)
-    parts = {"class": class_loss.astype(dtype), "bbox": bbox_loss.astype(dtype),
-             "giou": giou_loss.astype(dtype)}
-    return total.astype(dtype), parts
+    return total, {"class": class_loss, "bbox": bbox_loss, "giou": giou_loss}
