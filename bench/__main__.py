@@ -6,6 +6,9 @@ Suites: ``losses`` (the default: elementwise, cross-entropy, focal and box losse
 ``bench/gpu.py``) and ``dense`` (dense-head detection losses and the YOLOv8
 criterion vs their torch formulas). Every other flag goes to the suite:
 ``python -m bench --suite NAME -h``.
+``multitask`` (multi-task train steps), ``gpu`` (the accelerator suite,
+``bench/gpu.py``) and ``detr`` (Hungarian matching and DETR's criterion). Every
+other flag goes to the suite: ``python -m bench --suite NAME -h``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense")
+SUITES = ("losses", "image", "metric", "multitask", "gpu", "detr")
 
 
 def split_suite(argv: Sequence[str]) -> tuple[str, list[str]]:

@@ -63,6 +63,7 @@ from jaxloss.detection import box_area as box_area
 from jaxloss.detection import box_convert as box_convert
 from jaxloss.detection import box_iou as box_iou
 from jaxloss.detection import ciou_loss as ciou_loss
+from jaxloss.detection import detr_criterion as detr_criterion
 from jaxloss.detection import diou_loss as diou_loss
 from jaxloss.detection import distribution_expectation as distribution_expectation
 from jaxloss.detection import distribution_focal_loss as distribution_focal_loss
@@ -70,8 +71,10 @@ from jaxloss.detection import eiou_loss as eiou_loss
 from jaxloss.detection import gaussian_focal_loss as gaussian_focal_loss
 from jaxloss.detection import generalized_box_iou as generalized_box_iou
 from jaxloss.detection import giou_loss as giou_loss
+from jaxloss.detection import hungarian_match as hungarian_match
 from jaxloss.detection import iou_loss as iou_loss
 from jaxloss.detection import kld_rotated_loss as kld_rotated_loss
+from jaxloss.detection import linear_sum_assignment as linear_sum_assignment
 from jaxloss.detection import mask_rcnn_mask_loss as mask_rcnn_mask_loss
 from jaxloss.detection import probiou_loss as probiou_loss
 from jaxloss.detection import quality_focal_loss as quality_focal_loss
@@ -186,6 +189,7 @@ __all__ = [
     "cross_entropy_loss",
     "ctc_loss",
     "deep_supervision",
+    "detr_criterion",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
@@ -213,12 +217,14 @@ __all__ = [
     "hausdorff_dt_loss",
     "hinge_loss",
     "huber_loss",
+    "hungarian_match",
     "info_nce_loss",
     "iou_loss",
     "jaccard_loss",
     "js_divergence_loss",
     "kl_divergence_loss",
     "lncc_loss",
+    "linear_sum_assignment",
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",

@@ -207,16 +207,31 @@ class DeepSupervision:
         total = sum(raw)
         return tuple(w / total for w in raw)
 
-    def __call__(self, predictions: Sequence[Array], targets: Array, **kwargs: Any) -> Array:
+    def __call__(self, predictions: Sequence[Any], targets: Any,
+                 **kwargs: Any) -> Array | tuple[Array, dict[str, Array]]:
         if isinstance(predictions, (jax.Array, jnp.ndarray)) or not len(predictions):
             raise TypeError("deep supervision takes a list of predictions, finest first.")
         fn = _resolve(self.loss)
         weights = self.scale_weights(len(predictions))
         values = []
-        for output in predictions:  # static loop over the (few) output scales
+        for output in predictions:  # static loop over the (few) output scales or layers
+            if isinstance(output, (tuple, list)):
+                # Several arrays per layer (a criterion such as detr_criterion): the targets
+                # are passed as they are, after them (a tuple is spread).
+                spread = targets if isinstance(targets, (tuple, list)) else (targets,)
+                values.append(fn(*output, *spread, **dict(self.hyperparameters), **kwargs))
+                continue
             spatial = tuple(output.shape[1:-1])
             values.append(fn(output, _resize_target(targets, spatial),
                              **dict(self.hyperparameters), **kwargs))
+        if all(isinstance(v, tuple) for v in values):
+            # Criteria returning (total, parts): the weighted totals, and every layer's parts
+            # under "<part>_<layer>" (DETR's naming of its auxiliary losses).
+            total = sum(w * v[0].astype(jnp.float32) for w, v in zip(weights, values,
+                                                                     strict=True))
+            parts = {f"{name}_{layer}": part for layer, (_, layer_parts) in enumerate(values)
+                     for name, part in layer_parts.items()}
+            return jnp.asarray(total), parts
         return sum(w * v.astype(jnp.float32) for w, v in zip(weights, values, strict=True))
 
 
@@ -236,13 +251,21 @@ def deep_supervision(
     bilinearly. ``weights="exp"`` gives scale ``s`` the weight ``2^{-s}``
     (nnU-Net), ``"same"`` equal weights; both normalised to sum to 1.
 
+    An output may also be a tuple of arrays (one decoder layer of a set
+    predictor): the loss is then called as ``loss(*output, *targets)`` with
+    ``targets`` a tuple, without resizing. A loss returning ``(total, parts)``
+    (``detr_criterion``, a :class:`Combined`-like criterion) gives ``(total,
+    parts)`` back: the weighted totals and each layer's parts as
+    ``"<part>_<layer>"``.
+
     Args:
       loss: a loss function or registry name.
       weights: ``"exp"``, ``"same"`` or one weight per scale.
       **hyperparameters: keyword arguments of the loss.
 
     Returns:
-      A hashable callable ``(predictions_list, targets) -> loss``.
+      A hashable callable ``(predictions_list, targets) -> loss`` (or ``->
+      (total, parts)`` for a criterion that returns them).
 
     Example:
       >>> import jax.numpy as jnp

@@ -42,6 +42,7 @@ SUITES: dict[str, tuple[tuple[str, ...], str]] = {
     "multitask": (("--tasks", "2,3"), "multitask-cpu-quick"),
     "gpu": ((), "gpu-quick"),
     "dense": ((), "dense-cpu-quick"),
+    "detr": ((), "detr-cpu-quick"),
 }
 
 
@@ -320,6 +321,23 @@ def _dense_cases_measured_and_agreeing(report: dict, table: str) -> None:
     assert set(report["targets_met"]) == {
         "varifocal value_and_grad no slower than torch",
         "distribution_focal value_and_grad no slower than torch"}
+# ----------------------------------------------------------------------------- detr
+
+
+def _detr_report(report: dict, table: str) -> None:
+    assert report["environment"]["scipy"]
+    assert report["settings"]["images"] == 4 and report["settings"]["queries"] == 30
+    timed = {"scipy per image", "jaxloss (jit, batch)", "scipy loop (batch)",
+             "hungarian_match (jit)", "cost on device + scipy loop",
+             "detr_criterion value_and_grad (jit)"}
+    assert set(report["timings_ms"]) == timed
+    for timing in report["timings_ms"].values():
+        _check_timing(timing)
+    assert set(report["compile_s"]) == timed - {"scipy per image", "scipy loop (batch)"}
+    assert all(v > 0 for v in report["compile_s"].values())
+    assert report["agreement"]["agree"] is True, report["agreement"]
+    assert isinstance(report["meets_target"], bool) and report["jaxloss_over_scipy_loop"] > 0
+    assert "| jaxloss (jit, batch) |" in table and "Target:" in table
 
 
 # ----------------------------------------------------------------------------- the suites
@@ -333,6 +351,7 @@ CHECKS: dict[str, tuple[Callable[[dict, str], None], ...]] = {
     "multitask": (_multitask_top_level_schema, _multitask_result_entries),
     "gpu": (_gpu_sections,),
     "dense": (_dense_cases_measured_and_agreeing,),
+    "detr": (_detr_report,),
 }
 
 

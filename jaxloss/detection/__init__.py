@@ -15,6 +15,11 @@ and returned in their own dtype.
 ``box_convert``, ``box_area``, ``box_iou`` and ``generalized_box_iou`` are
 utilities (not losses): they take no ``reduction``.
 
+Set prediction: ``linear_sum_assignment`` (exact assignment under ``jit`` and
+``vmap``) and ``hungarian_match`` (DETR's matcher) are utilities too;
+``detr_criterion`` is a composite criterion returning ``(total, parts)``, not a
+registry loss.
+
 Modules: ``boxes`` (the utilities), ``iou_losses`` (IoU, GIoU, DIoU, CIoU,
 EIoU losses), ``detectors`` (SSD, Mask R-CNN); ``_common`` holds the box
 helpers they share. Dense (one-stage) heads: ``dense`` (varifocal, quality
@@ -23,6 +28,9 @@ focal, distribution focal and Gaussian focal losses,
 of rotated boxes ``(cx, cy, w, h, theta)``), ``assign`` (the task-aligned
 assignment) and ``yolo`` (the YOLOv8 criterion, which returns
 ``(total, parts)``).
+EIoU losses), ``detectors`` (SSD, Mask R-CNN), ``matching`` (assignment and
+DETR's matcher), ``set_prediction`` (DETR's criterion); ``_common`` holds the
+box helpers they share.
 """
 
 from jaxloss.detection.assign import task_aligned_assign as task_aligned_assign
@@ -46,17 +54,23 @@ from jaxloss.detection.rotated import kld_rotated_loss as kld_rotated_loss
 from jaxloss.detection.rotated import probiou_loss as probiou_loss
 from jaxloss.detection.siou import siou_loss as siou_loss
 from jaxloss.detection.yolo import yolo_criterion as yolo_criterion
+from jaxloss.detection.matching import hungarian_match as hungarian_match
+from jaxloss.detection.matching import linear_sum_assignment as linear_sum_assignment
+from jaxloss.detection.set_prediction import detr_criterion as detr_criterion
 
 __all__ = [
     "box_area",
     "box_convert",
     "box_iou",
     "ciou_loss",
+    "detr_criterion",
     "diou_loss",
     "eiou_loss",
     "generalized_box_iou",
     "giou_loss",
+    "hungarian_match",
     "iou_loss",
+    "linear_sum_assignment",
     "mask_rcnn_mask_loss",
     "ssd_multibox_loss",
     # dense heads
