@@ -50,37 +50,37 @@ from jaxloss.detection.iou_losses import diou_loss as diou_loss
 from jaxloss.detection.iou_losses import eiou_loss as eiou_loss
 from jaxloss.detection.iou_losses import giou_loss as giou_loss
 from jaxloss.detection.iou_losses import iou_loss as iou_loss
-from jaxloss.detection.rotated import kld_rotated_loss as kld_rotated_loss
-from jaxloss.detection.rotated import probiou_loss as probiou_loss
-from jaxloss.detection.siou import siou_loss as siou_loss
-from jaxloss.detection.yolo import yolo_criterion as yolo_criterion
 from jaxloss.detection.matching import hungarian_match as hungarian_match
 from jaxloss.detection.matching import linear_sum_assignment as linear_sum_assignment
+from jaxloss.detection.rotated import kld_rotated_loss as kld_rotated_loss
+from jaxloss.detection.rotated import probiou_loss as probiou_loss
 from jaxloss.detection.set_prediction import detr_criterion as detr_criterion
+from jaxloss.detection.siou import siou_loss as siou_loss
+from jaxloss.detection.yolo import yolo_criterion as yolo_criterion
 
 __all__ = [
+    # dense heads
     "box_area",
     "box_convert",
     "box_iou",
     "ciou_loss",
     "detr_criterion",
     "diou_loss",
+    "distribution_expectation",
+    "distribution_focal_loss",
     "eiou_loss",
+    "gaussian_focal_loss",
     "generalized_box_iou",
     "giou_loss",
     "hungarian_match",
     "iou_loss",
+    "kld_rotated_loss",
     "linear_sum_assignment",
     "mask_rcnn_mask_loss",
-    "ssd_multibox_loss",
-    # dense heads
-    "distribution_expectation",
-    "distribution_focal_loss",
-    "gaussian_focal_loss",
-    "kld_rotated_loss",
     "probiou_loss",
     "quality_focal_loss",
     "siou_loss",
+    "ssd_multibox_loss",
     "task_aligned_assign",
     "varifocal_loss",
     "yolo_criterion",
