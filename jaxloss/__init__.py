@@ -164,7 +164,6 @@ if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
 __version__ = "0.1.0"
 
 __all__ = [
-    # detection, dense heads
     "aggregate",
     "arcface_loss",
     "asymmetric_loss",
