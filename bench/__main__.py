@@ -2,12 +2,9 @@
 
 Suites: ``losses`` (the default: elementwise, cross-entropy, focal and box losses,
 ``bench/run.py``), ``image`` (SSIM), ``metric`` (dense vs chunked all-pairs losses),
-``multitask`` (multi-task train steps) and ``gpu`` (the accelerator suite,
-``bench/gpu.py``) and ``dense`` (dense-head detection losses and the YOLOv8
-criterion vs their torch formulas). Every other flag goes to the suite:
-``python -m bench --suite NAME -h``.
 ``multitask`` (multi-task train steps), ``gpu`` (the accelerator suite,
-``bench/gpu.py``) and ``detr`` (Hungarian matching and DETR's criterion). Every
+``bench/gpu.py``), ``dense`` (dense-head detection losses and the YOLOv8 criterion vs
+their torch formulas) and ``detr`` (Hungarian matching and DETR's criterion). Every
 other flag goes to the suite: ``python -m bench --suite NAME -h``.
 """
 
@@ -17,8 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense")
-SUITES = ("losses", "image", "metric", "multitask", "gpu", "detr")
+SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense", "detr")
 
 
 def split_suite(argv: Sequence[str]) -> tuple[str, list[str]]:

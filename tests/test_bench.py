@@ -321,6 +321,8 @@ def _dense_cases_measured_and_agreeing(report: dict, table: str) -> None:
     assert set(report["targets_met"]) == {
         "varifocal value_and_grad no slower than torch",
         "distribution_focal value_and_grad no slower than torch"}
+
+
 # ----------------------------------------------------------------------------- detr
 
 

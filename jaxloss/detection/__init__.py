@@ -27,10 +27,8 @@ focal, distribution focal and Gaussian focal losses,
 ``distribution_expectation``), ``siou`` (SIoU), ``rotated`` (ProbIoU and KLD
 of rotated boxes ``(cx, cy, w, h, theta)``), ``assign`` (the task-aligned
 assignment) and ``yolo`` (the YOLOv8 criterion, which returns
-``(total, parts)``).
-EIoU losses), ``detectors`` (SSD, Mask R-CNN), ``matching`` (assignment and
-DETR's matcher), ``set_prediction`` (DETR's criterion); ``_common`` holds the
-box helpers they share.
+``(total, parts)``). Set prediction: ``matching`` (assignment and DETR's
+matcher) and ``set_prediction`` (DETR's criterion).
 """
 
 from jaxloss.detection.assign import task_aligned_assign as task_aligned_assign
@@ -59,7 +57,6 @@ from jaxloss.detection.siou import siou_loss as siou_loss
 from jaxloss.detection.yolo import yolo_criterion as yolo_criterion
 
 __all__ = [
-    # dense heads
     "box_area",
     "box_convert",
     "box_iou",
