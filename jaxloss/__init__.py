@@ -22,6 +22,7 @@ from jaxloss import compose as compose
 from jaxloss import detection as detection
 from jaxloss import distance as distance
 from jaxloss import image as image
+from jaxloss import keypoint as keypoint
 from jaxloss import metric as metric
 from jaxloss import registry as registry
 from jaxloss import regression as regression
@@ -70,6 +71,17 @@ from jaxloss.image import r1_penalty as r1_penalty
 from jaxloss.image import ssim_loss as ssim_loss
 from jaxloss.image import style_loss as style_loss
 from jaxloss.image import total_variation_loss as total_variation_loss
+from jaxloss.keypoint import adaptive_wing_loss as adaptive_wing_loss
+from jaxloss.keypoint import decode_heatmaps as decode_heatmaps
+from jaxloss.keypoint import decode_simcc as decode_simcc
+from jaxloss.keypoint import gaussian_heatmaps as gaussian_heatmaps
+from jaxloss.keypoint import heatmap_mse_loss as heatmap_mse_loss
+from jaxloss.keypoint import mpjpe_loss as mpjpe_loss
+from jaxloss.keypoint import oks_loss as oks_loss
+from jaxloss.keypoint import simcc_loss as simcc_loss
+from jaxloss.keypoint import simcc_targets as simcc_targets
+from jaxloss.keypoint import soft_wing_loss as soft_wing_loss
+from jaxloss.keypoint import wing_loss as wing_loss
 from jaxloss.metric import arcface_loss as arcface_loss
 from jaxloss.metric import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric import batch_triplet_loss as batch_triplet_loss
@@ -126,6 +138,7 @@ if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
 __version__ = "0.1.0"
 
 __all__ = [
+    "adaptive_wing_loss",
     "aggregate",
     "arcface_loss",
     "barlow_twins_loss",
@@ -149,6 +162,8 @@ __all__ = [
     "cosface_loss",
     "cross_entropy_loss",
     "ctc_loss",
+    "decode_heatmaps",
+    "decode_simcc",
     "deep_supervision",
     "dice_ce_loss",
     "dice_focal_loss",
@@ -161,6 +176,7 @@ __all__ = [
     "focal_tversky_loss",
     "gan_discriminator_loss",
     "gan_generator_loss",
+    "gaussian_heatmaps",
     "gaussian_kl_loss",
     "gaussian_nll_loss",
     "geman_mcclure_loss",
@@ -172,18 +188,21 @@ __all__ = [
     "gradient_penalty",
     "gram_matrix",
     "hausdorff_dt_loss",
+    "heatmap_mse_loss",
     "hinge_loss",
     "huber_loss",
     "info_nce_loss",
     "iou_loss",
     "jaccard_loss",
     "js_divergence_loss",
+    "keypoint",
     "kl_divergence_loss",
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",
     "mae_loss",
     "mask_rcnn_mask_loss",
+    "mpjpe_loss",
     "ms_ssim_loss",
     "mse_loss",
     "multi_similarity_loss",
@@ -192,6 +211,7 @@ __all__ = [
     "npair_loss",
     "ntxent_loss",
     "objective",
+    "oks_loss",
     "perceptual_loss",
     "poly1_cross_entropy_loss",
     "psnr_loss",
@@ -203,8 +223,11 @@ __all__ = [
     "siglip_loss",
     "sigmoid_focal_loss",
     "signed_distance_map",
+    "simcc_loss",
+    "simcc_targets",
     "simsiam_loss",
     "smooth_l1_loss",
+    "soft_wing_loss",
     "sphereface_loss",
     "squared_hinge_loss",
     "ssd_multibox_loss",
@@ -221,6 +244,7 @@ __all__ = [
     "vicreg_loss",
     "weighting",
     "welsch_loss",
+    "wing_loss",
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.
