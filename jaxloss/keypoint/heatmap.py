@@ -124,10 +124,7 @@ def _keypoint_weights(value: ArrayLike | None, shape: tuple[int, int], dtype: jn
     w = jnp.asarray(value)
     if jnp.issubdtype(w.dtype, jnp.complexfloating):
         raise TypeError(f"keypoint_weights must be real; got dtype {w.dtype}.")
-    if w.shape != shape:
-        raise ValueError(f"keypoint_weights must have shape {shape} (samples, keypoints); got "
-                         f"shape {w.shape}.")
-    return w.astype(dtype)
+    return _checks.broadcast_mask(w, shape, "keypoint_weights").astype(dtype)
 
 
 @_builtin("keypoint")
@@ -157,8 +154,8 @@ def heatmap_mse_loss(
     Args:
       heatmaps: floating ``(N, *spatial, K)`` predicted heatmaps (``(N, H, W, K)``).
       targets: floating target heatmaps of the same shape.
-      keypoint_weights: ``(N, K)`` per-keypoint weights (e.g. the visibility),
-        applied before the mining.
+      keypoint_weights: per-keypoint weights broadcastable to ``(N, K)``: the
+        visibility ``(N, K)``, or joint weights ``(K,)``; applied before the mining.
       top_k: static int in ``[1, K]``: keep each sample's ``top_k`` hardest
         keypoints; ``None`` keeps all.
       where: boolean mask broadcastable to the unreduced shape (``(N, K)``, or

@@ -324,7 +324,7 @@ def oks_loss(
         bad_v = jnp.any(bad_v, axis=-1)
         bad = bad_v if bad is None else bad | bad_v
     d2 = jnp.sum(jnp.square(p - t), axis=-1)                          # (N, K)
-    scale = 2.0 * jnp.square(2.0 * sigma) * (a[:, None] + AREA_SPACING)  # (N, K)
+    scale = 2.0 * jnp.square(2.0 * sigma)[None, :] * (a[:, None] + AREA_SPACING)  # (N, K)
     miss = -jnp.expm1(-d2 / scale)                                    # 1 - exp(-e)
     values = safe_div(jnp.sum(v * miss, axis=-1), jnp.sum(v, axis=-1))  # (N,)
     if bad is not None:

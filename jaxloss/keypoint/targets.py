@@ -12,9 +12,11 @@ evaluation.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike
@@ -102,13 +104,19 @@ def gaussian_heatmaps(
     compute, dtype = _checks.compute_dtype(kp)
     kp = kp.astype(compute)
     sigma = _checks.hyperparameter(sigma, "sigma", compute)
+    return _render_heatmaps(kp, sigma, _visible(visibility, kp), height, width).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _render_heatmaps(kp: Array, sigma: Array, visible: Array | None, height: int,
+                     width: int) -> Array:
+    """``(..., H, W, K)`` Gaussians as the outer product of two 1-D profiles (one program)."""
     gx = _profile(kp[..., 0], width, sigma)                          # (..., K, W)
     gy = _profile(kp[..., 1], height, sigma)                         # (..., K, H)
-    visible = _visible(visibility, kp)
     if visible is not None:
         gx = jnp.where(visible[..., None], gx, jnp.zeros_like(gx))
     maps = gy[..., :, None] * gx[..., None, :]                       # (..., K, H, W)
-    return jnp.moveaxis(maps, -3, -1).astype(dtype)                  # (..., H, W, K)
+    return jnp.moveaxis(maps, -3, -1)                                # (..., H, W, K)
 
 
 def simcc_targets(
@@ -175,23 +183,76 @@ def simcc_targets(
     if s.shape not in ((), (2,)):
         raise ValueError(f"sigma must be a scalar or a (sigma_x, sigma_y) pair; got shape "
                          f"{s.shape}.")
+    bins = (round(width * split_ratio), round(height * split_ratio))
+    qx, qy = _render_simcc(kp, s, _visible(visibility, kp), bins, float(split_ratio), normalize)
+    return qx.astype(dtype), qy.astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4, 5))
+def _render_simcc(kp: Array, s: Array, visible: Array | None, bins: tuple[int, int],
+                  split_ratio: float, normalize: bool) -> tuple[Array, Array]:
     sx, sy = (s, s) if s.ndim == 0 else (s[0], s[1])
-    bins_x, bins_y = round(width * split_ratio), round(height * split_ratio)
-    qx = _profile(kp[..., 0] * split_ratio, bins_x, sx)
-    qy = _profile(kp[..., 1] * split_ratio, bins_y, sy)
+    qx = _profile(kp[..., 0] * split_ratio, bins[0], sx)
+    qy = _profile(kp[..., 1] * split_ratio, bins[1], sy)
     if normalize:
         qx = qx / (sx * math.sqrt(2.0 * math.pi))
         qy = qy / (sy * math.sqrt(2.0 * math.pi))
-    visible = _visible(visibility, kp)
     if visible is not None:
         qx = jnp.where(visible[..., None], qx, jnp.zeros_like(qx))
         qy = jnp.where(visible[..., None], qy, jnp.zeros_like(qy))
-    return qx.astype(dtype), qy.astype(dtype)
+    return qx, qy
 
 
 def _at(flat: Array, row: Array, col: Array, width: int) -> Array:
     """``maps[..., row, col]`` of maps flattened to ``(..., H * W)``; indices ``(...)``."""
     return jnp.take_along_axis(flat, (row * width + col)[..., None], axis=-1)[..., 0]
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _decode_heatmaps(h: Array, refine: str) -> tuple[Array, Array]:
+    """The argmax and its refinement (one compiled program: eager calls stay cheap)."""
+    compute, _ = _checks.compute_dtype(h)
+    h = jnp.moveaxis(h.astype(compute), -1, -3)                      # (..., K, H, W)
+    height, width = h.shape[-2:]
+    flat = h.reshape(h.shape[:-2] + (height * width,))
+    index = jnp.argmax(flat, axis=-1)
+    scores = jnp.max(flat, axis=-1)
+    row, col = index // width, index % width
+    x, y = col.astype(compute), row.astype(compute)
+    if refine != "none":
+        inner_x = (col > 0) & (col < width - 1)
+        inner_y = (row > 0) & (row < height - 1)
+        cl, cr = jnp.clip(col - 1, 0, width - 1), jnp.clip(col + 1, 0, width - 1)
+        ru, rd = jnp.clip(row - 1, 0, height - 1), jnp.clip(row + 1, 0, height - 1)
+
+        def at(r: Array, c: Array) -> Array:
+            return _at(flat, r, c, width)
+
+        if refine == "quarter":
+            dx = jnp.where(inner_x, at(row, cr) - at(row, cl), 0.0)
+            dy = jnp.where(inner_y, at(rd, col) - at(ru, col), 0.0)
+            x, y = x + 0.25 * jnp.sign(dx), y + 0.25 * jnp.sign(dy)
+        else:
+            tiny = jnp.finfo(compute).tiny
+
+            def log_at(r: Array, c: Array) -> Array:
+                return jnp.log(jnp.maximum(at(r, c), tiny))
+
+            center = log_at(row, col)
+            left, right, up, down = (log_at(row, cl), log_at(row, cr), log_at(ru, col),
+                                     log_at(rd, col))
+            gx, gy = 0.5 * (right - left), 0.5 * (down - up)
+            hxx, hyy = right - 2.0 * center + left, down - 2.0 * center + up
+            hxy = 0.25 * (log_at(rd, cr) - log_at(rd, cl) - log_at(ru, cr) + log_at(ru, cl))
+            det = hxx * hyy - hxy * hxy
+            ok = inner_x & inner_y & (det > 0) & (hxx < 0)
+            safe_det = jnp.where(ok, det, 1.0)
+            # -(H^-1) g for the 2x2 Hessian [[hxx, hxy], [hxy, hyy]]
+            ox = -(hyy * gx - hxy * gy) / safe_det
+            oy = -(hxx * gy - hxy * gx) / safe_det
+            x = x + jnp.where(ok, jnp.clip(ox, -1.0, 1.0), 0.0)
+            y = y + jnp.where(ok, jnp.clip(oy, -1.0, 1.0), 0.0)
+    return jnp.stack([x, y], axis=-1), scores
 
 
 def decode_heatmaps(
@@ -245,48 +306,7 @@ def decode_heatmaps(
     h = _checks.float_input(heatmaps, "heatmaps")
     _checks.check_rank(h, "heatmaps", min_rank=3)
     _checks.check_choice(refine, "refine", ("none", "quarter", "taylor"))
-    compute, _ = _checks.compute_dtype(h)
-    h = jnp.moveaxis(h.astype(compute), -1, -3)                      # (..., K, H, W)
-    height, width = h.shape[-2:]
-    flat = h.reshape(h.shape[:-2] + (height * width,))
-    index = jnp.argmax(flat, axis=-1)
-    scores = jnp.max(flat, axis=-1)
-    row, col = index // width, index % width
-    x, y = col.astype(compute), row.astype(compute)
-    if refine != "none":
-        inner_x = (col > 0) & (col < width - 1)
-        inner_y = (row > 0) & (row < height - 1)
-        cl, cr = jnp.clip(col - 1, 0, width - 1), jnp.clip(col + 1, 0, width - 1)
-        ru, rd = jnp.clip(row - 1, 0, height - 1), jnp.clip(row + 1, 0, height - 1)
-
-        def at(r: Array, c: Array) -> Array:
-            return _at(flat, r, c, width)
-
-        if refine == "quarter":
-            dx = jnp.where(inner_x, at(row, cr) - at(row, cl), 0.0)
-            dy = jnp.where(inner_y, at(rd, col) - at(ru, col), 0.0)
-            x, y = x + 0.25 * jnp.sign(dx), y + 0.25 * jnp.sign(dy)
-        else:
-            tiny = jnp.finfo(compute).tiny
-
-            def log_at(r: Array, c: Array) -> Array:
-                return jnp.log(jnp.maximum(at(r, c), tiny))
-
-            center = log_at(row, col)
-            left, right, up, down = (log_at(row, cl), log_at(row, cr), log_at(ru, col),
-                                     log_at(rd, col))
-            gx, gy = 0.5 * (right - left), 0.5 * (down - up)
-            hxx, hyy = right - 2.0 * center + left, down - 2.0 * center + up
-            hxy = 0.25 * (log_at(rd, cr) - log_at(rd, cl) - log_at(ru, cr) + log_at(ru, cl))
-            det = hxx * hyy - hxy * hxy
-            ok = inner_x & inner_y & (det > 0) & (hxx < 0)
-            safe_det = jnp.where(ok, det, 1.0)
-            # -(H^-1) g for the 2x2 Hessian [[hxx, hxy], [hxy, hyy]]
-            ox = -(hyy * gx - hxy * gy) / safe_det
-            oy = -(hxx * gy - hxy * gx) / safe_det
-            x = x + jnp.where(ok, jnp.clip(ox, -1.0, 1.0), 0.0)
-            y = y + jnp.where(ok, jnp.clip(oy, -1.0, 1.0), 0.0)
-    return jnp.stack([x, y], axis=-1), scores
+    return _decode_heatmaps(h, refine)
 
 
 def decode_simcc(
@@ -335,9 +355,13 @@ def decode_simcc(
     if isinstance(split_ratio, bool) or not _checks.finite_float(split_ratio) or split_ratio <= 0:
         raise ValueError(f"split_ratio must be a static positive number; got {split_ratio!r}.")
     compute, _ = _checks.compute_dtype(zx, zy)
-    zx, zy = zx.astype(compute), zy.astype(compute)
-    x = jnp.argmax(zx, axis=-1).astype(compute) / split_ratio
-    y = jnp.argmax(zy, axis=-1).astype(compute) / split_ratio
+    return _decode_simcc(zx.astype(compute), zy.astype(compute), float(split_ratio))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _decode_simcc(zx: Array, zy: Array, split_ratio: float) -> tuple[Array, Array]:
+    x = jnp.argmax(zx, axis=-1).astype(zx.dtype) / split_ratio
+    y = jnp.argmax(zy, axis=-1).astype(zx.dtype) / split_ratio
     scores = jnp.minimum(jnp.max(zx, axis=-1), jnp.max(zy, axis=-1))
     return jnp.stack([x, y], axis=-1), scores
 
