@@ -50,7 +50,7 @@ def _visible(visibility: ArrayLike | None, keypoints: Array) -> Array | None:
 
 def _profile(centers: Array, length: int, sigma: Array) -> Array:
     """``exp(-(i - c)^2 / (2 sigma^2))`` for ``i`` in ``range(length)``: ``(..., length)``."""
-    grid = jnp.arange(length, dtype=centers.dtype)
+    grid = jnp.arange(length, dtype=centers.dtype).reshape((1,) * centers.ndim + (length,))
     return jnp.exp(-jnp.square(grid - centers[..., None]) / (2.0 * jnp.square(sigma)))
 
 
