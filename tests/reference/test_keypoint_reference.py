@@ -210,7 +210,7 @@ def _mmpose_kl_discret(pred_x, pred_y, target_x, target_y, weight, beta, label_s
                        label_beta):
     # KLDiscretLoss: per (N*K) row, mean over bins of kl_div(log_softmax(beta z), labels)
     # (labels softmaxed at label_beta first), times the weight, summed, over K
-    n, k, _ = pred_x.shape
+    k = pred_x.shape[1]
 
     def criterion(z, labels):
         log_pt = torch.log_softmax(z * beta, dim=1)
