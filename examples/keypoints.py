@@ -301,7 +301,7 @@ def report(metrics: dict[str, dict[str, float]]) -> str:
     best = min(models, key=lambda name: models[name]["nme"])
     baseline = metrics["mean shape"]["nme"]
     beaten = [name for name, m in models.items() if m["nme"] < baseline]
-    print(f"\n{best} wins (lowest NME, {models[best]['nme']:.4f}); "
+    print(f"\nWinner: {best} (lowest NME, {models[best]['nme']:.4f}); "
           f"{len(beaten)} of {len(models)} models beat the mean shape (NME {baseline:.4f}).")
     return best
 
