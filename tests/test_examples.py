@@ -195,7 +195,8 @@ def _check_keypoints(example: ModuleType, result: dict[str, Any], out: str) -> N
         assert m["nme"] < baseline["nme"], (name, metrics)
         assert m["pck"] > baseline["pck"], (name, metrics)
     assert result["best"] == min(models, key=lambda name: metrics[name]["nme"])
-    assert f"Winner: {result['best']} (lowest NME" in out and "3 of 3 models beat the mean shape" in out
+    assert f"Winner: {result['best']} (lowest NME" in out
+    assert "3 of 3 models beat the mean shape" in out
     # the printed table: one row per model with its NME, PCK and mean error
     lines = out.splitlines()
     for name, m in metrics.items():
