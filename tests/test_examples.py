@@ -191,7 +191,8 @@ def _check_keypoints(example: ModuleType, result: dict[str, Any], out: str) -> N
     for name in models:
         m = metrics[name]
         assert 0.0 <= m["pck"] <= 1.0 and m["px"] == pytest.approx(m["nme"] * example.SIZE)
-        # the smoke run's 150 steps already beat the mean shape, every model
+        # the smoke run's 250 steps beat the mean shape with every model (by 0.05-0.08 NME at
+        # seeds 1 and 2; at 150 steps heatmap MSE could still miss it)
         assert m["nme"] < baseline["nme"], (name, metrics)
         assert m["pck"] > baseline["pck"], (name, metrics)
     assert result["best"] == min(models, key=lambda name: metrics[name]["nme"])
