@@ -63,7 +63,7 @@ RUN_NAMES = ("heatmap MSE", "adaptive Wing", "SimCC")
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#9333ea")
 TRUE_COLOR = "#22c55e"
 # --smoke: the tests' quick run, long enough to beat the mean shape
-SMOKE = {"steps": 250, "batch_size": 16, "train_images": 512, "test_images": 64,
+SMOKE = {"steps": 250, "batch_size": 8, "train_images": 512, "test_images": 64,
          "base_channels": 8}
 
 jaxloss = common.import_jaxloss()
