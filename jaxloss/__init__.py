@@ -24,6 +24,7 @@ from jaxloss import detection as detection
 from jaxloss import distance as distance
 from jaxloss import geometry as geometry
 from jaxloss import image as image
+from jaxloss import keypoint as keypoint
 from jaxloss import metric as metric
 from jaxloss import registry as registry
 from jaxloss import regression as regression
@@ -106,6 +107,17 @@ from jaxloss.image import r1_penalty as r1_penalty
 from jaxloss.image import ssim_loss as ssim_loss
 from jaxloss.image import style_loss as style_loss
 from jaxloss.image import total_variation_loss as total_variation_loss
+from jaxloss.keypoint import adaptive_wing_loss as adaptive_wing_loss
+from jaxloss.keypoint import decode_heatmaps as decode_heatmaps
+from jaxloss.keypoint import decode_simcc as decode_simcc
+from jaxloss.keypoint import gaussian_heatmaps as gaussian_heatmaps
+from jaxloss.keypoint import heatmap_mse_loss as heatmap_mse_loss
+from jaxloss.keypoint import mpjpe_loss as mpjpe_loss
+from jaxloss.keypoint import oks_loss as oks_loss
+from jaxloss.keypoint import simcc_loss as simcc_loss
+from jaxloss.keypoint import simcc_targets as simcc_targets
+from jaxloss.keypoint import soft_wing_loss as soft_wing_loss
+from jaxloss.keypoint import wing_loss as wing_loss
 from jaxloss.metric import arcface_loss as arcface_loss
 from jaxloss.metric import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric import batch_triplet_loss as batch_triplet_loss
@@ -164,6 +176,7 @@ if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
 __version__ = "0.1.0"
 
 __all__ = [
+    "adaptive_wing_loss",
     "aggregate",
     "arcface_loss",
     "asymmetric_loss",
@@ -193,6 +206,8 @@ __all__ = [
     "cosine_distance_loss",
     "cross_entropy_loss",
     "ctc_loss",
+    "decode_heatmaps",
+    "decode_simcc",
     "deep_supervision",
     "detr_criterion",
     "dice_ce_loss",
@@ -212,6 +227,7 @@ __all__ = [
     "gan_discriminator_loss",
     "gan_generator_loss",
     "gaussian_focal_loss",
+    "gaussian_heatmaps",
     "gaussian_kl_loss",
     "gaussian_nll_loss",
     "geman_mcclure_loss",
@@ -224,6 +240,7 @@ __all__ = [
     "gradient_penalty",
     "gram_matrix",
     "hausdorff_dt_loss",
+    "heatmap_mse_loss",
     "hinge_loss",
     "huber_loss",
     "hungarian_match",
@@ -232,6 +249,7 @@ __all__ = [
     "jaccard_loss",
     "js_divergence_loss",
     "jsd_consistency_loss",
+    "keypoint",
     "kl_divergence_loss",
     "kld_rotated_loss",
     "ldam_loss",
@@ -244,6 +262,7 @@ __all__ = [
     "lpips_loss",
     "mae_loss",
     "mask_rcnn_mask_loss",
+    "mpjpe_loss",
     "ms_ssim_loss",
     "mse_loss",
     "multi_similarity_loss",
@@ -254,6 +273,7 @@ __all__ = [
     "ntxent_loss",
     "objective",
     "ohem_cross_entropy_loss",
+    "oks_loss",
     "perceptual_loss",
     "poly1_cross_entropy_loss",
     "probiou_loss",
@@ -270,9 +290,12 @@ __all__ = [
     "sigmoid_focal_loss",
     "signed_distance_map",
     "silog_loss",
+    "simcc_loss",
+    "simcc_targets",
     "simsiam_loss",
     "siou_loss",
     "smooth_l1_loss",
+    "soft_wing_loss",
     "sphereface_loss",
     "squared_hinge_loss",
     "ssd_multibox_loss",
@@ -292,6 +315,7 @@ __all__ = [
     "weighting",
     "welsch_loss",
     "yolo_criterion",
+    "wing_loss",
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.

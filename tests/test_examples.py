@@ -268,6 +268,30 @@ def _check_set_prediction(example: ModuleType, result: dict[str, Any], out: str)
         values = [float(v) for v in _row(lines, label)[-2:]]
         assert values == pytest.approx([matched[key], fixed[key]], abs=5e-4)
     assert "DETR (matched) wins" in out
+def _check_keypoints(example: ModuleType, result: dict[str, Any], out: str) -> None:
+    metrics = result["metrics"]
+    models = ("heatmap MSE", "adaptive Wing", "SimCC")
+    assert tuple(metrics) == ("mean shape", *models)
+    baseline = metrics["mean shape"]
+    # the mean shape of 512 polygons is off by ~4 px (NME ~0.14) on held-out images
+    assert 0.08 < baseline["nme"] < 0.25, baseline
+    for name in models:
+        m = metrics[name]
+        assert 0.0 <= m["pck"] <= 1.0 and m["px"] == pytest.approx(m["nme"] * example.SIZE)
+        # the smoke run's 250 steps beat the mean shape with every model (by 0.05-0.08 NME at
+        # seeds 1 and 2; at 150 steps heatmap MSE could still miss it)
+        assert m["nme"] < baseline["nme"], (name, metrics)
+        assert m["pck"] > baseline["pck"], (name, metrics)
+    assert result["best"] == min(models, key=lambda name: metrics[name]["nme"])
+    assert f"Winner: {result['best']} (lowest NME" in out
+    assert "3 of 3 models beat the mean shape" in out
+    # the printed table: one row per model with its NME, PCK and mean error
+    lines = out.splitlines()
+    for name, m in metrics.items():
+        nme, pck, px = (float(v) for v in _row(lines, name))
+        assert nme == pytest.approx(m["nme"], abs=1e-4) and pck == pytest.approx(m["pck"],
+                                                                                 abs=1e-3)
+        assert px == pytest.approx(m["px"], abs=0.01)
 
 
 SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
@@ -286,6 +310,7 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
     "distillation": (("distillation_curves.png",), _check_distillation),
     "set_prediction": (("set_prediction_losses.png", "set_prediction_boxes.png"),
                        _check_set_prediction),
+    "keypoints": (("keypoints_predictions.png",), _check_keypoints),
 }
 
 
@@ -684,3 +709,42 @@ def test_depth_scenes_are_positive_and_scaled_per_image() -> None:
     np.testing.assert_array_equal(depth, depth_again)
     np.testing.assert_array_equal(image, again)
     assert depth.min() > 0 and depth.max() <= 12.0
+# ----------------------------------------------------------------------------- keypoints
+
+
+def test_keypoints_data_is_deterministic_and_vertices_are_ordered() -> None:
+    example = _load("keypoints")
+    data = example.make_data(seed=3, train_images=12, test_images=4)
+    again = example.make_data(seed=3, train_images=12, test_images=4)
+    np.testing.assert_array_equal(data["x_train"], again["x_train"])
+    assert data["x_train"].shape == (12, example.SIZE, example.SIZE, 1)
+    keypoints = data["y_train"]
+    assert keypoints.shape == (12, example.K, 2)
+    assert keypoints.min() >= 0.0 and keypoints.max() <= example.SIZE - 1
+    # vertex k sits near the angle 72 k degrees (clockwise from up) around the centroid:
+    # the keypoints have identities
+    offset = keypoints - keypoints.mean(axis=1, keepdims=True)
+    angles = np.degrees(np.arctan2(offset[..., 0], -offset[..., 1])) % 360
+    expected = 72.0 * np.arange(example.K)
+    gap = np.abs((angles - expected + 180) % 360 - 180)
+    assert gap.max() < 36.0 + 25.0, gap.max()
+    # the polygon is brighter than the background around it
+    inside = example._inside(keypoints[0], *np.meshgrid(np.arange(32.0), np.arange(32.0)))
+    image = data["x_train"][0, ..., 0]
+    assert image[inside].mean() > image[~inside].mean() + 0.2
+
+
+def test_keypoints_heatmap_coordinates_and_metrics() -> None:
+    example = _load("keypoints")
+    keypoints = jnp.array([[[4.5, 9.5], [20.0, 3.0]]])
+    # a keypoint at the centre of heatmap pixel (2, 4) (image pixels 4-5, 8-9) peaks there
+    heatmap = example.jaxloss.gaussian_heatmaps(example.to_heatmap(keypoints),
+                                                shape=(example.HEATMAP, example.HEATMAP))
+    assert tuple(np.unravel_index(int(np.argmax(heatmap[0, ..., 0])), (16, 16))) == (4, 2)
+    np.testing.assert_allclose(example.from_heatmap(example.to_heatmap(keypoints)), keypoints)
+    true = np.zeros((2, 2, 2))
+    predicted = true.copy()
+    predicted[0, 0] = [3.0, 4.0]  # 5 px off; the other three exact
+    m = example.keypoint_metrics(predicted, true)
+    assert m["px"] == pytest.approx(1.25) and m["nme"] == pytest.approx(1.25 / example.SIZE)
+    assert m["pck"] == pytest.approx(0.75)  # 5 px > 1.6 px

@@ -77,7 +77,8 @@ def test_lazy_lpips_names_load_with_flax():
 def test_all_is_a_literal_list_of_unique_names():
     for path in ["jaxloss/__init__.py", "jaxloss/aggregate/__init__.py",
                  "jaxloss/weighting/__init__.py", "jaxloss/classification/__init__.py",
-                 "jaxloss/metric/__init__.py", "jaxloss/image/__init__.py"]:
+                 "jaxloss/metric/__init__.py", "jaxloss/image/__init__.py",
+                 "jaxloss/keypoint/__init__.py"]:
         tree = ast.parse((ROOT / path).read_text())
         values = [node.value for node in tree.body if isinstance(node, ast.Assign | ast.AnnAssign)
                   and getattr(node.targets[0] if isinstance(node, ast.Assign) else node.target,
