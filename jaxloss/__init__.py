@@ -314,8 +314,8 @@ __all__ = [
     "vicreg_loss",
     "weighting",
     "welsch_loss",
-    "yolo_criterion",
     "wing_loss",
+    "yolo_criterion",
 ]
 
 # Names that need an optional dependency: importable on first access, not in __all__.
