@@ -52,4 +52,5 @@ html_theme_options = {"navigation_with_keys": True}
 
 # generated pages: the API reference and the gallery
 apigen.write(HERE / "api")
-gallery.build(HERE / "gallery", cache=HERE / "_build" / "gallery-cache")
+gallery.build(HERE / "gallery", caches=[gallery.COMMITTED_CACHE, HERE / "_build" / "gallery-cache"],
+              write_cache=HERE / "_build" / "gallery-cache")
