@@ -18,13 +18,14 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import apigen  # noqa: E402
+import examplesgen  # noqa: E402
 import gallery  # noqa: E402
 
 import jaxloss  # noqa: E402
 
 project = "jaxloss"
 author = "the jaxloss authors"
-copyright = "the jaxloss authors, Apache-2.0"  # noqa: A001
+copyright = "the jaxloss authors, Apache-2.0"
 release = jaxloss.__version__
 version = release
 
@@ -43,14 +44,15 @@ autodoc_preserve_defaults = True
 add_module_names = False
 suppress_warnings = ["ref.python"]  # a name documented twice (an alias) is not an error
 templates_path: list[str] = []
-exclude_patterns = ["_build", "screenshots", "README.md"]
+exclude_patterns = ["_build", "screenshots", "_gallery_cache", "README.md"]
 html_theme = "furo"
 html_title = f"jaxloss {release}"
 html_static_path = ["_static"]
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
 
-# generated pages: the API reference and the gallery
+# generated pages: the API reference, the gallery and the examples
 apigen.write(HERE / "api")
 gallery.build(HERE / "gallery", caches=[gallery.COMMITTED_CACHE, HERE / "_build" / "gallery-cache"],
               write_cache=HERE / "_build" / "gallery-cache")
+examplesgen.write(HERE / "examples", HERE.parent / "examples", HERE / "_static" / "examples")

@@ -39,7 +39,7 @@ from typing import Any
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 G = 121  # points of a 1-D sweep
 FACTORS = (0.5, 1.0, 2.0)  # multiples of a hyperparameter's default
@@ -402,8 +402,8 @@ def probe_class_matrix(fn: Callable[..., Any], arrays: list[str], family: str) -
         for matrix in (columns.T, columns):
             try:
                 curves = _theta_curves(fn, lambda th, m=matrix: (_unit(th[None]), labels, m))
-                return _angle_drawing(curves, "angle to its own class (degrees; other class at 90°)",
-                                      "class matrix")
+                xlabel = "angle to its own class (degrees; other class at 90°)"
+                return _angle_drawing(curves, xlabel, "class matrix")
             except Exception as error:
                 errors.append(error)
     raise errors[-1]
@@ -522,6 +522,12 @@ def render(result: Result, path: pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    with contextlib.suppress(Exception):  # a 48-colour palette: a third of the size
+        from PIL import Image
+
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(48)
+        small.save(path, optimize=True)
 
 
 def _cache_key(name: str) -> str:
@@ -581,7 +587,8 @@ def build(outdir: pathlib.Path, caches: list[pathlib.Path] = (),
             try:
                 render(result, outdir / f"{name}.png")
             except Exception as error:  # a drawing that matplotlib cannot render
-                result = Result(name, result.family, reason=f"could not be rendered: {_short(error)}")
+                reason = f"could not be rendered: {_short(error)}"
+                result = Result(name, result.family, reason=reason)
         if write_cache is not None:
             png = f"{name}-{key}.png" if result.drawing is not None else ""
             if png:
@@ -617,7 +624,8 @@ def _page(results: list[Result]) -> str:
              "line is ``1 − IoU`` where it applies.", ""]
     drawn = [r for r in results if r.drawing is not None]
     skipped = [r for r in results if r.drawing is None]
-    for family in (*registry.FAMILIES, *sorted({r.family for r in results} - set(registry.FAMILIES))):
+    extra = sorted({r.family for r in results} - set(registry.FAMILIES))
+    for family in (*registry.FAMILIES, *extra):
         members = [r for r in drawn if r.family == family]
         if not members:
             continue
