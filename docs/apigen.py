@@ -84,6 +84,17 @@ def _qualified_loss(name: str) -> str:
     return f"{fn.__module__}.{getattr(fn, '__qualname__', name)}"
 
 
+def _summary(name: str) -> str:
+    """The first line of a loss's docstring, without markup that could be left unbalanced."""
+    from jaxloss import registry
+
+    doc = inspect.getdoc(registry.get(name)) or ""
+    line = doc.strip().splitlines()[0] if doc.strip() else ""
+    if line.count("`") % 2 or line.count("*") % 2 or "|" in line or line.startswith(".."):
+        line = line.replace("`", "").replace("*", "").replace("|", "/").lstrip(". ")
+    return line or "(no docstring)"
+
+
 def _family_page(family: str, names: list[str]) -> str:
     import jaxloss
 
@@ -93,9 +104,10 @@ def _family_page(family: str, names: list[str]) -> str:
         lines.append(f".. automodule:: jaxloss.{family}\n   :no-members:\n")
     lines.append(f"Losses registered in the ``{family}`` family "
                  f"(``jaxloss.names(family=\"{family}\")``): {len(names)}.\n")
-    lines.append(".. list-table::\n   :header-rows: 0\n")
+    lines.append(".. list-table::\n   :header-rows: 1\n   :widths: 35 65\n   :align: left\n")
+    lines.append("   * - loss\n     - summary")
     for name in names:
-        lines.append(f"   * - :func:`{_qualified_loss(name)}`")
+        lines.append(f"   * - :func:`{_qualified_loss(name)}`\n     - {_summary(name)}")
     lines.append("")
     for name in names:
         lines.append(f".. autofunction:: {_qualified_loss(name)}\n")

@@ -39,6 +39,7 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_custom_sections = [("Layout", "notes_style"), ("Conventions", "notes_style")]
 autodoc_typehints = "signature"
+autodoc_type_aliases = {"ArrayLike": "ArrayLike", "DTypeLike": "DTypeLike"}
 autodoc_member_order = "bysource"
 autodoc_preserve_defaults = True
 add_module_names = False
