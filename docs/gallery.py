@@ -535,10 +535,11 @@ def _cache_key(name: str) -> str:
 
     digest = hashlib.sha256(pathlib.Path(__file__).read_bytes())
     digest.update(name.encode())
-    try:
+    try:  # the loss's module and its package's other modules (shared kernels, _common.py)
         fn = registry.get(name)
-        source = inspect.getsourcefile(inspect.unwrap(fn))
-        digest.update(pathlib.Path(source).read_bytes() if source else b"")
+        source = pathlib.Path(inspect.getsourcefile(inspect.unwrap(fn)) or "")
+        for path in sorted(source.parent.glob("*.py")) if source.is_file() else []:
+            digest.update(path.name.encode() + path.read_bytes())
     except Exception:
         digest.update(b"unknown")
     return digest.hexdigest()[:16]
