@@ -90,9 +90,18 @@ def _summary(name: str) -> str:
 
     doc = inspect.getdoc(registry.get(name)) or ""
     line = doc.strip().splitlines()[0] if doc.strip() else ""
-    if line.count("`") % 2 or line.count("*") % 2 or "|" in line or line.startswith(".."):
-        line = line.replace("`", "").replace("*", "").replace("|", "/").lstrip(". ")
-    return line or "(no docstring)"
+    if line.count("``") % 2 or line.count("`") % 2 or line.startswith(".."):
+        line = line.replace("`", "").lstrip(". ")
+    return "``".join(_escape_outside(part, "`") if i % 2 == 0 else part
+                     for i, part in enumerate(line.split("``"))) or "(no docstring)"
+
+
+def _escape_outside(text: str, quote: str) -> str:
+    """``|`` and ``*`` escaped outside ``quote``-delimited spans (the even parts)."""
+    parts = text.split(quote)
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("|", "\\|").replace("*", "\\*")
+    return quote.join(parts)
 
 
 def _family_page(family: str, names: list[str]) -> str:
