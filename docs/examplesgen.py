@@ -3,8 +3,9 @@
 Run by ``docs/conf.py`` at every build. Each script gets a page: its module
 docstring (as reStructuredText when it parses cleanly, as plain text
 otherwise) and the figures committed under ``docs/_static/examples/`` whose
-names start with the script's name (the PNGs the script saves, from a smoke or
-full run; regenerate them with the script and copy them there).
+names start with the script's name (the PNGs the script saves, from a full run,
+reduced: a palette PNG, or a JPEG for photographs; regenerate them with the
+script and copy them there).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def write(outdir: pathlib.Path, examples: pathlib.Path, static: pathlib.Path) ->
     for script in sorted(examples.glob("*.py")):
         if script.stem.startswith("_"):
             continue
-        figures = sorted(static.glob(f"{script.stem}_*.png"))
+        figures = sorted([*static.glob(f"{script.stem}_*.png"),
+                          *static.glob(f"{script.stem}_*.jpg")])
         (outdir / f"{script.stem}.rst").write_text(_page(script, figures))
         pages.append(script.stem)
     index = ["Examples", "========", "",
