@@ -49,6 +49,7 @@ exclude_patterns = ["_build", "screenshots", "_gallery_cache", "README.md"]
 html_theme = "furo"
 html_title = f"jaxloss {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False
 html_theme_options = {"navigation_with_keys": True}
 
