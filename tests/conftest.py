@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(session, config, items):
 
     The scheduler hands each worker a contiguous half of the collection (and
     later moves tests from the tail of one queue to an idle worker), so:
-      * the sharding tests, the longest single tests (a subprocess each), go
-        first, so that no worker starts one while the other runs dry;
+      * the sharding tests, the longest single tests (a subprocess each), and the
+        documentation tests (one Sphinx build, shared) go first, so that no worker
+        starts one while the other runs dry;
       * the battery's tests (tests/test_battery.py) are grouped by loss, so
         that a loss's checks run on one worker and share the programs it has
         already compiled (JAX's caches, and the battery's own).
@@ -41,7 +42,7 @@ def pytest_collection_modifyitems(session, config, items):
 
     def group(item):
         path = item.path.name
-        if path.startswith("test_sharding"):
+        if path.startswith("test_sharding") or path == "test_docs.py":
             return (0, "")
         callspec = getattr(item, "callspec", None)
         if path == "test_battery.py" and callspec is not None and "name" in callspec.params:

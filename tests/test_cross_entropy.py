@@ -1,7 +1,7 @@
 """Properties, edge cases and errors of jaxloss.classification.cross_entropy.
 
 Agreement with torch / kornia / optax is in tests/reference/test_cross_entropy_reference.py;
-here: the conventions DESIGN.md fixes (all-ignored gives 0, masked -inf classes,
+here: the conventions docs/conventions.rst fixes (all-ignored gives 0, masked -inf classes,
 saturated focal gradients), argument errors, and hypothesis properties.
 """
 

@@ -261,8 +261,9 @@ def test_errors_name_the_argument():
 
 @pytest.mark.parametrize("name", IOU_LOSSES)
 def test_inverted_target_boxes_raise_eagerly_and_give_nan_under_jit(name):
-    """DESIGN item 6: the clipped intersection would score an inverted target box like a
-    disjoint one; instead it raises eagerly and its pair's loss is NaN under jit."""
+    """The conventions page, guarantee 5: the clipped intersection would score an
+    inverted target box like a disjoint one; instead it raises eagerly and its pair's
+    loss is NaN under jit."""
     fn = getattr(jaxloss, name)
     rng = np.random.default_rng(6)
     p, t = random_xyxy(rng, (5,)), random_xyxy(rng, (5,))

@@ -61,7 +61,8 @@ def test_large_image_uses_chunks():
 
 def test_all_background_and_all_foreground():
     assert np.all(np.asarray(jaxloss.distance_transform(np.zeros((4, 5)))) == 0)
-    # DESIGN item 7: a mask with no zero gives the grid's diagonal, sqrt(4^2 + 5^2), not inf
+    # the conventions page, guarantee 6: a mask with no zero gives the grid's diagonal,
+    # sqrt(4^2 + 5^2), not inf
     # (the old contract was inf).
     np.testing.assert_allclose(np.asarray(jaxloss.distance_transform(np.ones((4, 5)))),
                                np.full((4, 5), np.hypot(4.0, 5.0)), rtol=1e-6)

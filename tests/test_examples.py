@@ -314,9 +314,44 @@ SMOKE_CHECKS: dict[str, tuple[tuple[str, ...], Callable[..., None]]] = {
 }
 
 
+# examples that need a fresh process (examples/sharded.py asks XLA for 8 CPU devices
+# before JAX is imported): run by their own test below
+SUBPROCESS_EXAMPLES = ("sharded",)
+
+
 def test_every_example_has_a_smoke_check() -> None:
     scripts = {path.stem for path in EXAMPLES.glob("*.py") if not path.stem.startswith("_")}
-    assert scripts == set(SMOKE_CHECKS)
+    assert scripts == set(SMOKE_CHECKS) | set(SUBPROCESS_EXAMPLES)
+
+
+def test_sharded_example_matches_one_device(tmp_path: Path) -> None:
+    """examples/sharded.py --smoke on 8 simulated CPU devices, in a subprocess: the sharded
+    value and gradient with ``axis_name`` equal the single-device ones for every
+    global-batch loss, without it they differ, and the sharded training run follows the
+    one-device run step by step."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
+                         + " --xla_force_host_platform_device_count=8").strip()}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sharded.py"), "--smoke", "--seed", "1",
+         "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    lines = out.splitlines()
+    assert "8 devices (cpu)" in out
+    for loss in ("batch Dice", "NT-Xent / InfoNCE", "SigLIP", "batch-hard triplet"):
+        single, sharded, value_diff, grad_diff, naive = (float(v) for v in _row(lines, loss))
+        assert value_diff <= 1e-5 * max(1.0, abs(single)), (loss, value_diff)
+        assert grad_diff <= 1e-5, (loss, grad_diff)
+        assert single == pytest.approx(sharded, rel=1e-5)
+        assert abs(naive - single) > 1e-3, (loss, naive, single)  # a different loss per shard
+    one, sharded = (float(_row(lines, run)[0]) for run in ("one device", "8 devices, axis_name"))
+    assert one == pytest.approx(sharded, rel=1e-5, abs=1e-6)
+    png = tmp_path / "sharded_training.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and str(png) in out
 
 
 @pytest.mark.parametrize("name", list(SMOKE_CHECKS))

@@ -305,9 +305,10 @@ def test_errors():
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("block_size", [None, 4])
 def test_out_of_range_labels_are_nan_under_jit(name, block_size):
-    """DESIGN item 6: the labels index the kernel's C classes. A label outside [0, C) raises
-    eagerly; under jit its row is NaN (never the loss of a clipped label), the other rows
-    keep their values and a ``where`` that drops the bad rows gives the loss of the rest."""
+    """The conventions page, guarantee 5: the labels index the kernel's C classes. A
+    label outside [0, C) raises eagerly; under jit its row is NaN (never the loss of a
+    clipped label), the other rows keep their values and a ``where`` that drops the bad
+    rows gives the loss of the rest."""
     x, labels, kernel = _inputs(name, n=4)  # 11 classes
     extra = {"num_subcenters": K} if name == "subcenter_arcface_loss" else {}
     fn = getattr(jaxloss, name)

@@ -98,8 +98,9 @@ def test_errors():
 
 
 def test_center_loss_out_of_range_labels_are_nan_under_jit():
-    """DESIGN item 6: a label outside [0, C) raises eagerly; under jit its row is NaN (not the
-    distance to a clipped centre) and the other rows keep their values."""
+    """The conventions page, guarantee 5: a label outside [0, C) raises eagerly; under
+    jit its row is NaN (not the distance to a clipped centre) and the other rows keep
+    their values."""
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.normal(size=(4, 3)).astype(np.float32))
     centers = jnp.asarray(rng.normal(size=(5, 3)).astype(np.float32))

@@ -20,7 +20,7 @@ def _inputs(seed=0, shape=(3, 5, 6), num_classes=4):
 
 
 def test_compound_losses_do_not_call_public_losses():
-    # DESIGN, Layout: a compound loss adds kernels; it does not reduce two or three times.
+    # the conventions page: a compound loss adds kernels; it does not reduce two or three times.
     public = set(jaxloss.classification.__all__) | set(jaxloss.segmentation.__all__)
     called = public & set(vars(compound)) - set(compound.__all__)
     assert not called, called

@@ -1,7 +1,7 @@
 """The segmentation family's shared options and contracts, for every class-based loss.
 
 * out-of-range labels: eager calls raise; under ``jit`` the image (or pooled
-  batch) holding the label is NaN, never a clipped label's loss (DESIGN item 6);
+  batch) holding the label is NaN, never a clipped label's loss (the conventions page, guarantee 5);
 * ``ignore_index`` drops those pixels (equals cropping them away where the
   loss has no spatial structure; invariance and zero gradient otherwise);
 * ``axis=1`` equals ``jnp.moveaxis``;

@@ -235,7 +235,7 @@ def batch_triplet_loss(
     the same).
 
     Reductions (weights are per anchor and weight all its triplets):
-    ``"mean"`` is the mean over the mined triplets, sum(w L) / sum(w |T|)
+    ``"mean"`` is the mean over the mined triplets, ``sum(w L) / sum(w |T|)``
     (PML's ``MeanReducer``); ``"avg_non_zero"`` divides by the number of
     triplets with a positive loss instead (PML's default ``AvgNonZeroReducer``:
     the value of PML's ``TripletMarginLoss``); ``"sum"`` is the sum over all
