@@ -36,8 +36,9 @@ the average of the projections for UPGrad, ...); each docstring says which.
 
 Layout: ``scalarization`` (mean, sum), ``surgery`` (PCGrad, GradDrop),
 ``min_norm`` (MGDA, MGDA-UB, UPGrad, DualProj), ``balance`` (CAGrad, IMTL-G,
-Aligned-MTL, Nash-MTL, FairGrad), ``conflict`` (GradVac, ConFIG); ``_common`` holds the shared pytree helpers and the
-nonnegative QP solver. Every public name is re-exported here.
+Aligned-MTL, Nash-MTL, FairGrad), ``conflict`` (GradVac, ConFIG); ``_common``
+holds the shared pytree helpers and the nonnegative QP solver. Every public name
+is re-exported here.
 """
 
 from jaxloss.aggregate._common import KeyState as KeyState

@@ -54,6 +54,8 @@ def _gradvac_from_gram(gram: Array, targets: Array, orders: Array, beta: Array,
     # (||g_i^PC||^2 = C_i G C_i^T, g_i^PC . g_j = (C G)[i, j]); the K tasks i run their own
     # order in parallel, one fori_loop step per position s of the orders.
     k = gram.shape[0]
+    if k == 1:  # no pair to correct
+        return jnp.ones((1,), gram.dtype), targets
     norms = safe_sqrt(jnp.diagonal(gram))
     rows = jnp.arange(k)
 
