@@ -11,12 +11,13 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
-from jaxloss._numerics import safe_div, safe_sqrt
+from jaxloss._numerics import safe_div
 from jaxloss.weighting._common import (
     F32,
     InitFn,
     UpdateFn,
     float_hyperparameter,
+    grad_norms,
     num_tasks_of,
     task_losses,
 )
@@ -202,24 +203,6 @@ def dwa(*, temperature: ArrayLike = 2.0, period: int = 1) -> LossWeighting:
     return LossWeighting(init, update)
 
 
-def _grad_norms(shared_grads: Any, num: int) -> Array:
-    """Per-task L2 norms of a Jacobian pytree whose leaves have a leading task axis."""
-    leaves = jax.tree_util.tree_leaves(shared_grads)
-    if not leaves:
-        raise ValueError("shared_grads has no arrays; pass the Jacobian of the task losses.")
-    squares = jnp.zeros((num,), F32)
-    for leaf in leaves:  # static loop over the parameter leaves of the shared subtree
-        leaf = jnp.asarray(leaf)
-        if leaf.ndim == 0 or leaf.shape[0] != num:
-            raise ValueError(
-                f"every leaf of shared_grads needs a leading task axis of size {num}; got a "
-                f"leaf of shape {leaf.shape}. Use jax.jacrev(task_losses)(shared_params)."
-            )
-        leaf = jax.lax.stop_gradient(leaf).astype(F32).reshape(num, -1)
-        squares = squares + jnp.sum(leaf * leaf, axis=1)
-    return safe_sqrt(squares)
-
-
 def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
     r"""GradNorm: learn task weights that balance the gradient norms on a shared layer.
 
@@ -305,7 +288,7 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
 
         observed = jax.lax.stop_gradient(losses)
         initial = jnp.where(state.count == 0, observed, state.initial_losses)
-        norms = _grad_norms(shared_grads, num)  # ||grad_W L_k||
+        norms = grad_norms(shared_grads, num)  # ||grad_W L_k||
         g = weights * norms  # ||grad_W w_k L_k||
         relative = safe_div(observed, initial)  # L_k(t) / L_k(0)
         rate = safe_div(relative, jnp.mean(relative))

@@ -11,6 +11,8 @@ References used here, none of them jaxloss:
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -329,7 +331,7 @@ def test_famo_default_adam_moves_the_logits_at_the_default_rate():
         params, state = strategy.init(2)
         ref = _TorchFamo(2, 0.025, 1e-3, torch.zeros(2, dtype=torch.float64),
                          optimizer=optimizer)
-        for before, after in zip(losses[:-1], losses[1:], strict=True):
+        for before, after in itertools.pairwise(losses):
             ref.weighted_loss(torch.tensor(before))
             _, _, state = strategy.update(_f32(before), params, state)
             ref.update(torch.tensor(after))
