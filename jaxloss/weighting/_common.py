@@ -58,3 +58,13 @@ def grad_norms(shared_grads: Any, num: int) -> Array:
         leaf = jax.lax.stop_gradient(leaf).astype(F32).reshape(num, -1)
         squares = squares + jnp.sum(leaf * leaf, axis=1)
     return safe_sqrt(squares)
+
+
+def require_shared_grads(shared_grads: Any, strategy: str) -> None:
+    """The error of a strategy called without its ``shared_grads=``."""
+    if shared_grads is None:
+        raise TypeError(
+            f"{strategy}'s update needs shared_grads=: the Jacobian of the unweighted task "
+            "losses with respect to the shared parameters, e.g. "
+            "jax.jacrev(task_losses)(shared_params), leaves of shape (K, ...)."
+        )

@@ -19,6 +19,7 @@ from jaxloss.weighting._common import (
     float_hyperparameter,
     grad_norms,
     num_tasks_of,
+    require_shared_grads,
     task_losses,
 )
 from jaxloss.weighting.base import LossWeighting
@@ -275,12 +276,7 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
     def update(losses: ArrayLike, params: Any, state: GradNormState, *,
                shared_grads: Any = None, **extra: Any) -> tuple[Array, Array, GradNormState]:
         del params, extra
-        if shared_grads is None:
-            raise TypeError(
-                "gradnorm's update needs shared_grads=: the Jacobian of the unweighted task "
-                "losses with respect to the shared parameters, e.g. "
-                "jax.jacrev(task_losses)(shared_params), leaves of shape (K, ...)."
-            )
+        require_shared_grads(shared_grads, "gradnorm")
         num = state.weights.shape[0]
         losses = task_losses(losses, num)
         weights = state.weights

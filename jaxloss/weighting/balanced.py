@@ -16,6 +16,7 @@ from jaxloss.weighting._common import (
     float_hyperparameter,
     grad_norms,
     num_tasks_of,
+    require_shared_grads,
     task_losses,
 )
 from jaxloss.weighting.base import LossWeighting
@@ -131,12 +132,7 @@ def db_mtl(*, beta: ArrayLike = 0.9, beta_sigma: ArrayLike = 0.0,
     def update(losses: ArrayLike, params: Any, state: DBMTLState, *,
                shared_grads: Any = None, **extra: Any) -> tuple[Array, Array, DBMTLState]:
         del params, extra
-        if shared_grads is None:
-            raise TypeError(
-                "db_mtl's update needs shared_grads=: the Jacobian of the task losses with "
-                "respect to the shared parameters, e.g. jax.jacrev(task_losses)(shared_params), "
-                "leaves of shape (K, ...)."
-            )
+        require_shared_grads(shared_grads, "db_mtl")
         num = state.norms.shape[0]
         losses = task_losses(losses, num)
         shifted = losses + eps

@@ -54,22 +54,24 @@ def ref_min_norm_weights(J, starts=8, seed=0):
     return best.x
 
 
-def ref_upgrad(J, reg_eps=1e-4):
-    """torchjd ``UPGradWeighting`` + ``project_weights``: G normalised by its trace plus
-    reg_eps I; for u_i = e_i / K solve min_{v >= u_i} v^T G v (torchjd: quadprog; here
-    exactly, as the NNLS min_{l>=0} |L^T (u + l)|^2 with G = L L^T); weights = sum_i v_i."""
+def _ref_dual_cone_weights(J, prefs, reg_eps):
+    """torchjd's ``QuadprogProjector``: G normalised by its trace plus reg_eps I; for every row u
+    of prefs, min_{v >= u} v^T G v (torchjd: quadprog; here exactly, as the NNLS
+    min_{l>=0} |L^T (u + l)|^2 with G = L L^T). Returns the v, one row per u."""
     J = np.asarray(J, np.float64)
     K = len(J)
     G = J @ J.T
     trace = np.trace(G)
     G = (G / trace if trace >= 1e-4 else np.zeros_like(G)) + reg_eps * np.eye(K)
     L = np.linalg.cholesky(G)
-    weights = np.zeros(K)
-    for i in range(K):
-        u = np.eye(K)[i] / K
-        lam, _ = scipy.optimize.nnls(L.T, -L.T @ u)
-        weights += u + lam
-    return weights @ J
+    return np.stack([u + scipy.optimize.nnls(L.T, -L.T @ u)[0] for u in prefs])
+
+
+def ref_upgrad(J, reg_eps=1e-4):
+    """torchjd ``UPGradWeighting`` + ``project_weights``: every u_i = e_i / K projected; the
+    weights are sum_i v_i."""
+    K = len(J)
+    return _ref_dual_cone_weights(J, np.eye(K) / K, reg_eps).sum(0) @ np.asarray(J, np.float64)
 
 
 def ref_cagrad(J, calpha=0.4, rescale=1):
@@ -181,17 +183,11 @@ def ref_config(J):
 
 
 def ref_dualproj(J, reg_eps=1e-4):
-    """torchjd ``DualProjWeighting`` + ``QuadprogProjector``: the mean weights u = 1 / K projected,
-    min_{v >= u} v^T G v with G trace-normalised plus reg_eps I (here the exact NNLS form)."""
-    J = np.asarray(J, np.float64)
+    """torchjd ``DualProjWeighting`` + ``QuadprogProjector``: the mean weights u = 1 / K
+    projected."""
     K = len(J)
-    G = J @ J.T
-    trace = np.trace(G)
-    G = (G / trace if trace >= 1e-4 else np.zeros_like(G)) + reg_eps * np.eye(K)
-    L = np.linalg.cholesky(G)
-    u = np.full(K, 1.0 / K)
-    lam, _ = scipy.optimize.nnls(L.T, -L.T @ u)
-    return (u + lam) @ J
+    return _ref_dual_cone_weights(J, np.full((1, K), 1.0 / K), reg_eps)[0] @ np.asarray(
+        J, np.float64)
 
 
 def ref_fairgrad(J, alpha):
