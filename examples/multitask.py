@@ -94,7 +94,7 @@ STRATEGY_COLORS = dict(zip(STRATEGIES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467b
                                         "#d62728", "#17becf"), strict=True))
 METRICS = ("mask mIoU", "box IoU", "class acc")
 # --smoke: the tests' run, two strategies, enough steps for the class task to tell them apart
-SMOKE = {"steps": 150, "batch_size": 16, "train_images": 512, "test_images": 256,
+SMOKE = {"steps": 100, "batch_size": 16, "train_images": 512, "test_images": 256,
          "strategies": "fixed weights,DB-MTL"}
 
 jaxloss = common.import_jaxloss()
