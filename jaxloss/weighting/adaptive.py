@@ -92,7 +92,8 @@ class RandomWeightingState(NamedTuple):
 
 class FamoState(NamedTuple):
     """FAMO's task logits ``xi``, the last losses, whether they await a logit step, and the
-    logit optimizer's moments and step count (Adam's; unused by ``optimizer="sgd"``).
+    logit optimizer's moments and its step count (Adam's; the moments unused by
+    ``optimizer="sgd"``).
 
     Example:
       >>> import jaxloss.weighting as weighting
@@ -108,7 +109,7 @@ class FamoState(NamedTuple):
     pending: Array  # bool: previous_losses not yet used for a logit step
     mu: Array  # (K,) float32: Adam's first moment of the logits' gradient
     nu: Array  # (K,) float32: Adam's second moment
-    count: Array  # int32: logit steps taken
+    steps: Array  # int32: logit steps taken
 
 
 class FamoWeighting(NamedTuple):
@@ -450,16 +451,16 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
         # J_z^T delta with J_z = diag(z) - z z^T, the softmax's (symmetric) Jacobian
         grad = z * (delta - jnp.sum(z * delta)) + weight_decay * logits
         if optimizer == "sgd":
-            return state._replace(logits=logits - lr * grad, count=state.count + 1)
+            return state._replace(logits=logits - lr * grad, steps=state.steps + 1)
         # torch.optim.Adam (the authors' code): L2 decay in the gradient, bias-corrected moments
-        count = state.count + 1
+        steps = state.steps + 1
         mu = _ADAM_B1 * state.mu + (1.0 - _ADAM_B1) * grad
         nu = _ADAM_B2 * state.nu + (1.0 - _ADAM_B2) * grad * grad
-        t = count.astype(F32)
+        t = steps.astype(F32)
         mu_hat = mu / (1.0 - _ADAM_B1**t)
         nu_hat = nu / (1.0 - _ADAM_B2**t)
         logits = logits - lr * mu_hat / (jnp.sqrt(nu_hat) + _ADAM_EPS)
-        return state._replace(logits=logits, mu=mu, nu=nu, count=count)
+        return state._replace(logits=logits, mu=mu, nu=nu, steps=steps)
 
     def init(num_tasks: int) -> tuple[tuple[()], FamoState]:
         num = num_tasks_of(num_tasks)
@@ -469,7 +470,7 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
         zeros = jnp.zeros((num,), F32)
         return (), FamoState(logits=zeros, previous_losses=jnp.ones((num,), F32),
                              pending=jnp.zeros((), bool), mu=zeros, nu=zeros,
-                             count=jnp.zeros((), jnp.int32))
+                             steps=jnp.zeros((), jnp.int32))
 
     def step_if_pending(state: FamoState, after: Array) -> FamoState:
         stepped = logit_step(state, state.previous_losses, after)

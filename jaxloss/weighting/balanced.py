@@ -42,15 +42,15 @@ class DBMTLState(NamedTuple):
     """
 
     norms: Array  # (K,) float32: the moving average of ||grad_W log(L_k + eps)||
-    count: Array  # int32: updates taken
+    steps: Array  # int32: updates taken
 
 
 class STCHState(NamedTuple):
-    """STCH's step count and the sum and count of the losses averaged into the nadir point.
+    """STCH's step count and the sum and number of the losses averaged into the nadir point.
 
     Example:
       >>> import jaxloss.weighting as weighting
-      >>> weighting.stch().init(2)[1].count.tolist()
+      >>> weighting.stch().init(2)[1].steps.tolist()
       0
 
     References:
@@ -59,7 +59,7 @@ class STCHState(NamedTuple):
 
     nadir_sum: Array  # (K,) float32: sum of the losses seen in the nadir window
     nadir_count: Array  # int32: how many
-    count: Array  # int32: updates taken
+    steps: Array  # int32: updates taken
 
 
 def db_mtl(*, beta: ArrayLike = 0.9, beta_sigma: ArrayLike = 0.0,
@@ -127,7 +127,7 @@ def db_mtl(*, beta: ArrayLike = 0.9, beta_sigma: ArrayLike = 0.0,
 
     def init(num_tasks: int) -> tuple[tuple[()], DBMTLState]:
         num = num_tasks_of(num_tasks)
-        return (), DBMTLState(norms=jnp.zeros((num,), F32), count=jnp.zeros((), jnp.int32))
+        return (), DBMTLState(norms=jnp.zeros((num,), F32), steps=jnp.zeros((), jnp.int32))
 
     def update(losses: ArrayLike, params: Any, state: DBMTLState, *,
                shared_grads: Any = None, **extra: Any) -> tuple[Array, Array, DBMTLState]:
@@ -138,14 +138,14 @@ def db_mtl(*, beta: ArrayLike = 0.9, beta_sigma: ArrayLike = 0.0,
         shifted = losses + eps
         observed = jax.lax.stop_gradient(shifted)
         norms = safe_div(grad_norms(shared_grads, num), observed)   # ||grad log(L_k + eps)||
-        count = state.count + 1
-        rate = beta / count.astype(F32) ** beta_sigma
+        steps = state.steps + 1
+        rate = beta / steps.astype(F32) ** beta_sigma
         averaged = norms + rate * (state.norms - norms)
         alpha = jnp.max(averaged) / (averaged + eps)
         alpha = jnp.where(jnp.max(averaged) > 0, alpha, jnp.ones_like(alpha))
         total = jnp.sum(alpha * jnp.log(shifted))
         weights = safe_div(alpha, observed)
-        return total, weights, DBMTLState(norms=averaged, count=count)
+        return total, weights, DBMTLState(norms=averaged, steps=steps)
 
     return LossWeighting(init, update)
 
@@ -212,7 +212,7 @@ def stch(*, mu: ArrayLike = 1.0, warmup_steps: int = 0, nadir_steps: int | None 
         num = num_tasks_of(num_tasks)
         return (), STCHState(nadir_sum=jnp.zeros((num,), F32),
                              nadir_count=jnp.zeros((), jnp.int32),
-                             count=jnp.zeros((), jnp.int32))
+                             steps=jnp.zeros((), jnp.int32))
 
     def update(losses: ArrayLike, params: Any, state: STCHState,
                **extra: Any) -> tuple[Array, Array, STCHState]:
@@ -220,7 +220,7 @@ def stch(*, mu: ArrayLike = 1.0, warmup_steps: int = 0, nadir_steps: int | None 
         num = state.nadir_sum.shape[0]
         losses = task_losses(losses, num)
         observed = jax.lax.stop_gradient(losses)
-        in_warmup = state.count < warmup
+        in_warmup = state.steps < warmup
         # warm-up: the sum of the log losses
         warm_total = jnp.sum(jnp.log(losses + eps))
         warm_weights = 1.0 / (observed + eps)
@@ -233,11 +233,11 @@ def stch(*, mu: ArrayLike = 1.0, warmup_steps: int = 0, nadir_steps: int | None 
         smooth_weights = num * share / (observed + eps * nadir)
         total = jnp.where(in_warmup, warm_total, smooth_total)
         weights = jnp.where(in_warmup, warm_weights, smooth_weights)
-        averaged = in_warmup & (state.count >= warmup - window)
+        averaged = in_warmup & (state.steps >= warmup - window)
         new_state = STCHState(
             nadir_sum=jnp.where(averaged, state.nadir_sum + observed, state.nadir_sum),
             nadir_count=state.nadir_count + averaged.astype(jnp.int32),
-            count=state.count + 1)
+            steps=state.steps + 1)
         return total, weights, new_state
 
     return LossWeighting(init, update)
