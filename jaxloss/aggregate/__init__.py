@@ -24,8 +24,10 @@ Conventions, once for the whole module:
   on values, so every aggregator runs inside ``jax.jit``.
 * Computation is in float32 (or the leaves' dtype when wider); each output
   leaf has its input leaf's dtype.
-* Random aggregators (PCGrad's task order, GradDrop's sign draws) keep a PRNG
-  key in their state and split it at every update.
+* Random aggregators (PCGrad's and GradVac's task orders, GradDrop's sign
+  draws) keep a PRNG key in their state and split it at every update.
+  GradVac also keeps its running cosine targets, a ``(K, K)`` array, so it
+  takes the task count ``num_tasks=`` when built.
 * Zero, aligned and exactly opposite gradients give finite outputs.
 
 The scale of the result follows each paper's reference code (sum of the
@@ -33,16 +35,22 @@ projected gradients for PCGrad and GradDrop, a convex combination for MGDA,
 the average of the projections for UPGrad, ...); each docstring says which.
 
 Layout: ``scalarization`` (mean, sum), ``surgery`` (PCGrad, GradDrop),
-``min_norm`` (MGDA, MGDA-UB, UPGrad), ``balance`` (CAGrad, IMTL-G,
-Aligned-MTL, Nash-MTL); ``_common`` holds the shared pytree helpers and the
-nonnegative QP solver. Every public name is re-exported here.
+``min_norm`` (MGDA, MGDA-UB, UPGrad, DualProj), ``balance`` (CAGrad, IMTL-G,
+Aligned-MTL, Nash-MTL, FairGrad), ``conflict`` (GradVac, ConFIG); ``_common``
+holds the shared pytree helpers and the nonnegative QP solver. Every public name
+is re-exported here.
 """
 
 from jaxloss.aggregate._common import KeyState as KeyState
 from jaxloss.aggregate.balance import aligned_mtl as aligned_mtl
 from jaxloss.aggregate.balance import cagrad as cagrad
+from jaxloss.aggregate.balance import fairgrad as fairgrad
 from jaxloss.aggregate.balance import imtl_g as imtl_g
 from jaxloss.aggregate.balance import nash_mtl as nash_mtl
+from jaxloss.aggregate.conflict import GradVacState as GradVacState
+from jaxloss.aggregate.conflict import config as config
+from jaxloss.aggregate.conflict import gradvac as gradvac
+from jaxloss.aggregate.min_norm import dualproj as dualproj
 from jaxloss.aggregate.min_norm import mgda as mgda
 from jaxloss.aggregate.min_norm import mgda_ub as mgda_ub
 from jaxloss.aggregate.min_norm import mgda_weights as mgda_weights
@@ -55,7 +63,11 @@ from jaxloss.aggregate.surgery import pcgrad as pcgrad
 __all__ = [
     "aligned_mtl",
     "cagrad",
+    "config",
+    "dualproj",
+    "fairgrad",
     "graddrop",
+    "gradvac",
     "imtl_g",
     "mean",
     "mgda",

@@ -1,4 +1,4 @@
-"""Balancing aggregators: CAGrad, IMTL-G, Aligned-MTL and Nash-MTL."""
+"""Balancing aggregators: CAGrad, IMTL-G, Aligned-MTL, Nash-MTL and FairGrad."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jaxloss.aggregate._common import (
     project_simplex,
 )
 
-__all__ = ["aligned_mtl", "cagrad", "imtl_g", "nash_mtl"]
+__all__ = ["aligned_mtl", "cagrad", "fairgrad", "imtl_g", "nash_mtl"]
 
 
 def _imtl_g_from_gram(gram: Array) -> Array:
@@ -48,23 +48,33 @@ def _aligned_mtl_from_gram(gram: Array) -> Array:
 
 def _nash_from_gram(gram: Array, iterations: int, reg_eps: float) -> Array:
     # The bargaining solution solves G alpha = 1 / alpha, alpha > 0 (Navon et al., Thm 5.1):
-    # the stationary point of the strictly convex, self-concordant
-    # F(a) = 1/2 a^T G a - sum log a. Damped Newton (step / (1 + Newton decrement))
-    # stays inside a > 0 and converges quadratically once close, with no line search.
+    # FairGrad's equations at alpha-fairness 1.
+    return _fair_from_gram(gram, 1.0, iterations, reg_eps)
+
+
+def _fair_from_gram(gram: Array, fairness: float, iterations: int, reg_eps: float) -> Array:
+    # G w = w^(-1/a), w > 0 is the stationary point of the strictly convex
+    # F(w) = 1/2 w^T G w - sum phi(w), phi'(w) = w^(-1/a) (phi = log w at a = 1, where F is
+    # self-concordant). Damped Newton (step / (1 + Newton decrement), cut to stay inside
+    # w > 0) converges quadratically once close, with no line search.
     k = gram.shape[0]
-    norm = jnp.sqrt(jnp.sum(gram * gram))             # Frobenius norm, as the reference code
+    p = 1.0 / fairness
+    norm = jnp.sqrt(jnp.sum(gram * gram))             # Frobenius norm, as Nash-MTL's code
     q = safe_div(gram, norm) + reg_eps * jnp.eye(k, dtype=gram.dtype)
 
-    def step(_: int, a: Array) -> Array:
-        grad = q @ a - 1.0 / a
-        hess = q + jnp.diag(1.0 / (a * a))
+    def step(_: int, w: Array) -> Array:
+        power = w ** (-p)
+        grad = q @ w - power
+        hess = q + jnp.diag(p * power / w)
         delta = jnp.linalg.solve(hess, grad)
         decrement = safe_sqrt(jnp.maximum(jnp.dot(grad, delta), 0.0))
-        return a - delta / (1.0 + decrement)
+        boundary = jnp.min(jnp.where(delta > 0, w / jnp.where(delta > 0, delta, 1.0), jnp.inf))
+        return w - jnp.minimum(1.0 / (1.0 + decrement), 0.99 * boundary) * delta
 
-    a = jax.lax.fori_loop(0, iterations, step, jnp.ones((k,), gram.dtype))
-    # a solves (G / |G|_F) a = 1 / a; a / sqrt(|G|_F) solves G alpha = 1 / alpha
-    return jnp.where(norm > 0, a * jax.lax.rsqrt(jnp.where(norm > 0, norm, 1.0)), 0.0)
+    w = jax.lax.fori_loop(0, iterations, step, jnp.ones((k,), gram.dtype))
+    # w solves (G / |G|_F) w = w^-p; w |G|_F^(-1/(1+p)) solves G w = w^-p
+    scale = jnp.where(norm > 0, norm, 1.0) ** (-1.0 / (1.0 + p))
+    return jnp.where(norm > 0, w * scale, 0.0)
 
 
 def _cagrad_from_gram(gram: Array, c: Array, iterations: int, rescale: int) -> Array:
@@ -250,3 +260,53 @@ def nash_mtl(*, iterations: int = 20, reg_eps: float = 1e-6) -> optax.GradientTr
     steps = _checks.static_int(iterations, "iterations", low=1)
     _checks.check_range(reg_eps, "reg_eps", low=0.0, low_inclusive=False)
     return gram_weighted(lambda gram: _nash_from_gram(gram, steps, reg_eps))
+
+
+def fairgrad(*, alpha: float = 1.0, iterations: int = 20,
+             reg_eps: float = 1e-6) -> optax.GradientTransformation:
+    r"""FairGrad: alpha-fair shares of the improvement, :math:`d = \sum_i w_i g_i` with
+    :math:`G w = w^{-1/\alpha}`.
+
+    The update maximises :math:`\sum_i u(g_i \cdot d)` over a ball, with the
+    :math:`\alpha`-fair utility :math:`u(x) = x^{1-\alpha}/(1-\alpha)`
+    (:math:`\log x` at :math:`\alpha = 1`); its optimality condition is
+    :math:`g_i \cdot d = w_i^{-1/\alpha}` for every task, i.e.
+    :math:`G w = w^{-1/\alpha}`, :math:`w > 0`. ``alpha = 1`` is
+    :func:`nash_mtl`'s equation (proportional fairness); larger ``alpha``
+    leans towards the task with the least improvement (max-min fairness
+    as :math:`\alpha \to \infty`). Solved as the minimiser of the
+    strictly convex :math:`\tfrac12 w^TGw - \sum_i \phi(w_i)`,
+    :math:`\phi' = w^{-1/\alpha}`, by ``iterations`` damped Newton steps
+    (kept inside :math:`w > 0`) on the Frobenius-normalised Gram matrix plus
+    ``reg_eps I``, then rescaled to the unnormalised equations; the
+    reference code runs SciPy's ``least_squares`` on the same equations from
+    :math:`w = 1/K`. Where no solution exists (exactly opposite gradients)
+    ``reg_eps`` keeps the weights finite.
+
+    Args:
+      alpha: the fairness :math:`\alpha > 0` (static float; LibMTL's default 1).
+      iterations: damped Newton steps (static).
+      reg_eps: ridge on the normalised Gram matrix.
+
+    Returns:
+      An ``optax.GradientTransformation`` over task Jacobians.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss.aggregate as agg
+      >>> tx = agg.fairgrad(alpha=2.0)
+      >>> out, _ = tx.update(jnp.array([[2.0, 0.0], [0.0, 1.0]]), tx.init(None))
+      >>> out.round(3).tolist()   # 4 w1 = w1^-1/2, w2 = w2^-1/2: w = (4^-2/3, 1)
+      [0.794, 1.0]
+
+    References:
+      Ban & Ji, `Fair Resource Allocation in Multi-Task Learning
+      <https://arxiv.org/abs/2402.15638>`_, ICML 2024, eq. 4 and Algorithm 1.
+      LibMTL ``weighting.FairGrad`` (``FairGrad_alpha``); torchjd
+      ``aggregation.FairGrad(alpha)``; the authors' ``OptMN-Lab/fairgrad``.
+    """
+    if isinstance(alpha, bool) or not _checks.finite_float(alpha):
+        raise TypeError(f"alpha must be a static positive float; got {alpha!r}.")
+    _checks.check_range(alpha, "alpha", low=0.0, low_inclusive=False)
+    steps = _checks.static_int(iterations, "iterations", low=1)
+    _checks.check_range(reg_eps, "reg_eps", low=0.0, low_inclusive=False)
+    return gram_weighted(lambda gram: _fair_from_gram(gram, float(alpha), steps, reg_eps))

@@ -1,4 +1,4 @@
-"""Minimum-norm and dual-cone aggregators: MGDA, MGDA-UB and UPGrad."""
+"""Minimum-norm and dual-cone aggregators: MGDA, MGDA-UB, UPGrad and DualProj."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from jax import Array
 
 from jaxloss import _checks
 from jaxloss.aggregate._common import (
+    F32,
     combine_tasks,
     default_iterations,
     gram_matrix,
@@ -20,7 +21,7 @@ from jaxloss.aggregate._common import (
     task_leaves,
 )
 
-__all__ = ["mgda", "mgda_ub", "mgda_weights", "upgrad"]
+__all__ = ["dualproj", "mgda", "mgda_ub", "mgda_weights", "upgrad"]
 
 
 def _mgda_from_gram(gram: Array, iterations: int | None, reg_eps: float) -> Array:
@@ -37,11 +38,24 @@ def _upgrad_from_gram(gram: Array, iterations: int | None, reg_eps: float) -> Ar
     # v_i = argmin_{v >= u_i} v^T G v  (Quinton & Rey, Prop. 1), v_i = u_i + lambda_i with
     # lambda_i = argmin_{l >= 0} 1/2 l^T G l + (G u_i)^T l. The update is J^T sum_i v_i.
     k = gram.shape[0]
+    prefs = jnp.eye(k, dtype=F32) / k
+    return jnp.sum(_dual_cone_weights(gram, prefs, iterations, reg_eps), axis=0)
+
+
+def _dualproj_from_gram(gram: Array, iterations: int | None, reg_eps: float) -> Array:
+    # the projection of the mean gradient J^T u (u = 1 / K) onto the dual cone
+    k = gram.shape[0]
+    return _dual_cone_weights(gram, jnp.full((1, k), 1.0 / k, F32), iterations, reg_eps)[0]
+
+
+def _dual_cone_weights(gram: Array, prefs: Array, iterations: int | None,
+                       reg_eps: float) -> Array:
+    """Weights ``v`` of the projections of ``J^T u`` (rows ``u`` of ``prefs``) onto the dual cone
+    ``{x: J x >= 0}``: ``v = argmin_{v >= u} v^T G v`` on the normalised Gram matrix."""
     q = normalized_gram(gram, reg_eps)
-    prefs = jnp.eye(k, dtype=q.dtype) / k
-    steps = default_iterations(iterations, k)
-    lambdas = jax.vmap(lambda u: nonnegative_qp(q, q @ u, steps))(prefs)
-    return jnp.sum(prefs + lambdas, axis=0)
+    steps = default_iterations(iterations, gram.shape[0])
+    lambdas = jax.vmap(lambda u: nonnegative_qp(q, q @ u, steps))(prefs.astype(q.dtype))
+    return prefs + lambdas
 
 
 def mgda_weights(jacobian: Any, *, iterations: int | None = None,
@@ -232,3 +246,42 @@ def upgrad(*, iterations: int | None = None, reg_eps: float = 1e-4) -> optax.Gra
     """
     _checks.check_range(reg_eps, "reg_eps", low=0.0, low_inclusive=False)
     return gram_weighted(lambda gram: _upgrad_from_gram(gram, iterations, reg_eps))
+
+
+def dualproj(*, iterations: int | None = None,
+             reg_eps: float = 1e-4) -> optax.GradientTransformation:
+    r"""DualProj: the mean gradient projected onto the dual cone of the task gradients.
+
+    .. math::
+        d = \pi_J\Big(\frac1K\sum_i g_i\Big), \qquad
+        \pi_J(x) = \arg\min_{y:\ J y \ge 0} \|y - x\|^2
+
+    so :math:`g_j \cdot d \ge 0` for every task ``j`` (GEM's projection,
+    eq. 11 of Lopez-Paz & Ranzato, with the mean as the vector projected).
+    The projection is the QP :math:`\min_{v \ge \mathbf 1/K} v^T G v` on
+    the Gram matrix (trace-normalised plus ``reg_eps I``, as torchjd), solved
+    exactly by the active-set method :func:`upgrad` uses; UPGrad projects
+    every task gradient and averages, DualProj projects the average once.
+
+    Args:
+      iterations: most active-set steps (static); default ``3 K + 10``.
+      reg_eps: torchjd's ``reg_eps`` (default the same, 1e-4).
+
+    Returns:
+      An ``optax.GradientTransformation`` over task Jacobians.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss.aggregate as agg
+      >>> tx = agg.dualproj()
+      >>> out, _ = tx.update(jnp.array([[1.0, 0.0], [-2.0, 1.0]]), tx.init(None))
+      >>> out.round(3).tolist()   # the mean (-0.5, 0.5) conflicts with g1: projected
+      [0.0, 0.5]
+
+    References:
+      Lopez-Paz & Ranzato, `Gradient Episodic Memory for Continual Learning
+      <https://arxiv.org/abs/1706.08840>`_, NeurIPS 2017, eq. 11; Quinton &
+      Rey, `Jacobian Descent for Multi-Objective Optimization
+      <https://arxiv.org/abs/2406.16232>`_, 2024. torchjd ``aggregation.DualProj``.
+    """
+    _checks.check_range(reg_eps, "reg_eps", low=0.0, low_inclusive=False)
+    return gram_weighted(lambda gram: _dualproj_from_gram(gram, iterations, reg_eps))

@@ -28,8 +28,8 @@ Conventions, shared by every strategy:
   gradient: ``grad(total) == sum_k weights[k] * grad(losses[k])``.
   ``weights`` carry no gradient; use them for logging. ``new_state`` replaces
   ``state``. Keyword arguments a strategy does not use are ignored, so generic
-  code may pass the same ones to every strategy (only :func:`gradnorm` needs
-  one: ``shared_grads``).
+  code may pass the same ones to every strategy (only :func:`gradnorm` and
+  :func:`db_mtl` need one: ``shared_grads``).
 * Everything is traced: no Python control flow on values, the first steps of
   a history are handled with ``jnp.where`` on a step counter held in the
   state. Losses of any floating dtype are computed in float32; ``total`` and
@@ -52,7 +52,8 @@ Gradient-level alternatives (PCGrad, MGDA, ...) are optax transformations in
 loss registry.
 
 Example (a two-task linear model trained with uncertainty weighting; the same
-step works for every strategy, :func:`gradnorm` also taking ``shared_grads=``):
+step works for every strategy, :func:`gradnorm` and :func:`db_mtl` also taking
+``shared_grads=``):
 
   >>> import jax, jax.numpy as jnp, optax
   >>> import jaxloss.weighting as weighting
@@ -91,7 +92,8 @@ References:
 
 Layout: ``base`` (the :class:`LossWeighting` contract and :class:`EmptyState`),
 ``fixed`` (static, uncertainty, geometric mean), ``adaptive`` (DWA, GradNorm,
-random weighting, FAMO and their states); ``_common`` holds the shared
+random weighting, FAMO and their states), ``balanced`` (DB-MTL, STCH and their
+states); ``_common`` holds the shared
 private helpers. Every public name is re-exported here.
 """
 
@@ -104,6 +106,10 @@ from jaxloss.weighting.adaptive import dwa as dwa
 from jaxloss.weighting.adaptive import famo as famo
 from jaxloss.weighting.adaptive import gradnorm as gradnorm
 from jaxloss.weighting.adaptive import random_weighting as random_weighting
+from jaxloss.weighting.balanced import DBMTLState as DBMTLState
+from jaxloss.weighting.balanced import STCHState as STCHState
+from jaxloss.weighting.balanced import db_mtl as db_mtl
+from jaxloss.weighting.balanced import stch as stch
 from jaxloss.weighting.base import EmptyState as EmptyState
 from jaxloss.weighting.base import LossWeighting as LossWeighting
 from jaxloss.weighting.fixed import geometric_mean as geometric_mean
@@ -111,6 +117,7 @@ from jaxloss.weighting.fixed import static as static
 from jaxloss.weighting.fixed import uncertainty as uncertainty
 
 __all__ = [
+    "DBMTLState",
     "DWAState",
     "EmptyState",
     "FamoState",
@@ -118,11 +125,14 @@ __all__ = [
     "GradNormState",
     "LossWeighting",
     "RandomWeightingState",
+    "STCHState",
+    "db_mtl",
     "dwa",
     "famo",
     "geometric_mean",
     "gradnorm",
     "random_weighting",
     "static",
+    "stch",
     "uncertainty",
 ]

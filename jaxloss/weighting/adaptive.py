@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -11,16 +11,21 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
-from jaxloss._numerics import safe_div, safe_sqrt
+from jaxloss._numerics import safe_div
 from jaxloss.weighting._common import (
     F32,
     InitFn,
     UpdateFn,
     float_hyperparameter,
+    grad_norms,
     num_tasks_of,
+    require_shared_grads,
     task_losses,
 )
 from jaxloss.weighting.base import LossWeighting
+
+# torch.optim.Adam's defaults, which FAMO's official code uses for its logits
+_ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 __all__ = [
     "DWAState",
@@ -86,7 +91,9 @@ class RandomWeightingState(NamedTuple):
 
 
 class FamoState(NamedTuple):
-    """FAMO's task logits ``xi``, the last losses and whether they await a logit step.
+    """FAMO's task logits ``xi``, the last losses, whether they await a logit step, and the
+    logit optimizer's moments and its step count (Adam's; the moments unused by
+    ``optimizer="sgd"``).
 
     Example:
       >>> import jaxloss.weighting as weighting
@@ -100,6 +107,9 @@ class FamoState(NamedTuple):
     logits: Array  # (K,) float32
     previous_losses: Array  # (K,) float32
     pending: Array  # bool: previous_losses not yet used for a logit step
+    mu: Array  # (K,) float32: Adam's first moment of the logits' gradient
+    nu: Array  # (K,) float32: Adam's second moment
+    steps: Array  # int32: logit steps taken
 
 
 class FamoWeighting(NamedTuple):
@@ -195,24 +205,6 @@ def dwa(*, temperature: ArrayLike = 2.0, period: int = 1) -> LossWeighting:
     return LossWeighting(init, update)
 
 
-def _grad_norms(shared_grads: Any, num: int) -> Array:
-    """Per-task L2 norms of a Jacobian pytree whose leaves have a leading task axis."""
-    leaves = jax.tree_util.tree_leaves(shared_grads)
-    if not leaves:
-        raise ValueError("shared_grads has no arrays; pass the Jacobian of the task losses.")
-    squares = jnp.zeros((num,), F32)
-    for leaf in leaves:  # static loop over the parameter leaves of the shared subtree
-        leaf = jnp.asarray(leaf)
-        if leaf.ndim == 0 or leaf.shape[0] != num:
-            raise ValueError(
-                f"every leaf of shared_grads needs a leading task axis of size {num}; got a "
-                f"leaf of shape {leaf.shape}. Use jax.jacrev(task_losses)(shared_params)."
-            )
-        leaf = jax.lax.stop_gradient(leaf).astype(F32).reshape(num, -1)
-        squares = squares + jnp.sum(leaf * leaf, axis=1)
-    return safe_sqrt(squares)
-
-
 def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
     r"""GradNorm: learn task weights that balance the gradient norms on a shared layer.
 
@@ -285,12 +277,7 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
     def update(losses: ArrayLike, params: Any, state: GradNormState, *,
                shared_grads: Any = None, **extra: Any) -> tuple[Array, Array, GradNormState]:
         del params, extra
-        if shared_grads is None:
-            raise TypeError(
-                "gradnorm's update needs shared_grads=: the Jacobian of the unweighted task "
-                "losses with respect to the shared parameters, e.g. "
-                "jax.jacrev(task_losses)(shared_params), leaves of shape (K, ...)."
-            )
+        require_shared_grads(shared_grads, "gradnorm")
         num = state.weights.shape[0]
         losses = task_losses(losses, num)
         weights = state.weights
@@ -298,7 +285,7 @@ def gradnorm(*, alpha: ArrayLike = 1.5, lr: ArrayLike = 0.025) -> LossWeighting:
 
         observed = jax.lax.stop_gradient(losses)
         initial = jnp.where(state.count == 0, observed, state.initial_losses)
-        norms = _grad_norms(shared_grads, num)  # ||grad_W L_k||
+        norms = grad_norms(shared_grads, num)  # ||grad_W L_k||
         g = weights * norms  # ||grad_W w_k L_k||
         relative = safe_div(observed, initial)  # L_k(t) / L_k(0)
         rate = safe_div(relative, jnp.mean(relative))
@@ -366,7 +353,8 @@ def random_weighting(*, key: ArrayLike | int = 0) -> LossWeighting:
 
 
 def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
-         min_losses: ArrayLike = 0.0, eps: ArrayLike = 1e-8) -> FamoWeighting:
+         min_losses: ArrayLike = 0.0, eps: ArrayLike = 1e-8,
+         optimizer: Literal["adam", "sgd"] = "adam") -> FamoWeighting:
     r"""FAMO: fast adaptive multitask optimisation, O(1) per step in the number of tasks.
 
     Task logits :math:`\xi` (initially 0) give :math:`z = \operatorname{softmax}(\xi)`.
@@ -378,13 +366,20 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
        c_t = \Bigl(\sum_k \frac{z_k}{\ell_k}\Bigr)^{-1}
 
     and, once the losses after the step :math:`\ell_{t+1}` are known, the
-    logits follow
+    logits take an optimizer step on the gradient
 
-    .. math:: \xi_{t+1} = \xi_t - \beta\bigl(J_z(\xi_t)^\top
-       (\log \ell_t - \log \ell_{t+1}) + \gamma \xi_t\bigr)
+    .. math:: \delta_t = J_z(\xi_t)^\top (\log \ell_t - \log \ell_{t+1}) + \gamma \xi_t
 
     where :math:`J_z` is the Jacobian of the softmax (Algorithm 1 of the
-    paper; :math:`L^*` and :math:`\epsilon` as in the official code).
+    paper; :math:`L^*` and :math:`\epsilon` as in the official code). The
+    default step is the authors' code's: Adam at rate :math:`\beta`
+    (``torch.optim.Adam(lr=beta, weight_decay=gamma)``: moments 0.9 and
+    0.999, epsilon 1e-8, bias-corrected, the decay added to the gradient),
+    whose steps are about :math:`\beta` per logit whatever the scale of
+    :math:`\delta_t`. ``optimizer="sgd"`` takes the paper's plain step
+    :math:`\xi_{t+1} = \xi_t - \beta\delta_t`, which at
+    :math:`\beta = 0.025` barely moves the logits (the log-loss changes
+    between steps are small).
     ``total`` is :math:`\sum_k \operatorname{sg}(c_t z_k / \ell_k)\, \ell_k`:
     its gradient is exactly :math:`d_t`, and its value is :math:`c_t`, the
     :math:`z`-weighted harmonic mean of the shifted losses (a positive number
@@ -402,12 +397,14 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
       ``update`` then takes no logit step of its own.
 
     Args:
-      lr: the logits' learning rate :math:`\beta > 0` (plain gradient steps,
-        as in the paper; the official code uses Adam with this rate).
+      lr: the logits' learning rate :math:`\beta > 0` (the official code's
+        0.025).
       weight_decay: :math:`\gamma \ge 0`.
       min_losses: :math:`L^*`, scalar or ``(K,)``: lower bounds of the losses
         (0 for non-negative losses). Losses below it count as :math:`L^*`.
       eps: :math:`\epsilon > 0`, keeps the logarithms finite at a zero loss.
+      optimizer: ``"adam"`` (default, the authors' code) or ``"sgd"`` (the
+        paper's Algorithm 1) for the logit step.
 
     Returns:
       A :class:`FamoWeighting` with ``params = ()`` (the logits are not
@@ -422,6 +419,11 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
       >>> float(total), weights.tolist()  # z = 1/2: c = 1 / (0.5/1 + 0.5/4)
       (1.6, [0.8, 0.2])
       >>> state = w.update_logits(jnp.array([0.5, 4.0]), state)  # task 0 fell by log 2
+      >>> [round(v, 4) for v in state.logits.tolist()]  # Adam's first step: -0.5 sign(delta)
+      [-0.5, 0.5]
+      >>> sgd = weighting.famo(lr=0.5, weight_decay=0.0, eps=0.0, optimizer="sgd")
+      >>> state = sgd.update(jnp.array([1.0, 4.0]), *sgd.init(2))[2]
+      >>> state = sgd.update_logits(jnp.array([0.5, 4.0]), state)
       >>> [round(v, 4) for v in state.logits.tolist()]  # -0.5 * 0.25 * (+-log 2)
       [-0.0866, 0.0866]
 
@@ -436,48 +438,61 @@ def famo(*, lr: ArrayLike = 0.025, weight_decay: ArrayLike = 1e-3,
     _checks.check_range(min_losses, "min_losses")
     floor = _checks.hyperparameter(min_losses, "min_losses", F32, scalar=False)
     eps = float_hyperparameter(eps, "eps", low=0.0)
+    _checks.check_choice(optimizer, "optimizer", ("adam", "sgd"))
 
     def shifted(losses: Array) -> Array:
         bound = jnp.broadcast_to(floor, losses.shape) if floor.ndim else floor
         return jnp.maximum(losses - bound, 0.0) + eps
 
-    def logit_step(logits: Array, before: Array, after: Array) -> Array:
+    def logit_step(state: FamoState, before: Array, after: Array) -> FamoState:
+        logits = state.logits
         z = jax.nn.softmax(logits)
         delta = jnp.log(shifted(before)) - jnp.log(shifted(after))
         # J_z^T delta with J_z = diag(z) - z z^T, the softmax's (symmetric) Jacobian
-        grad = z * (delta - jnp.sum(z * delta))
-        return logits - lr * (grad + weight_decay * logits)
+        grad = z * (delta - jnp.sum(z * delta)) + weight_decay * logits
+        if optimizer == "sgd":
+            return state._replace(logits=logits - lr * grad, steps=state.steps + 1)
+        # torch.optim.Adam (the authors' code): L2 decay in the gradient, bias-corrected moments
+        steps = state.steps + 1
+        mu = _ADAM_B1 * state.mu + (1.0 - _ADAM_B1) * grad
+        nu = _ADAM_B2 * state.nu + (1.0 - _ADAM_B2) * grad * grad
+        t = steps.astype(F32)
+        mu_hat = mu / (1.0 - _ADAM_B1**t)
+        nu_hat = nu / (1.0 - _ADAM_B2**t)
+        logits = logits - lr * mu_hat / (jnp.sqrt(nu_hat) + _ADAM_EPS)
+        return state._replace(logits=logits, mu=mu, nu=nu, steps=steps)
 
     def init(num_tasks: int) -> tuple[tuple[()], FamoState]:
         num = num_tasks_of(num_tasks)
         if floor.ndim > 1 or (floor.ndim == 1 and floor.shape[0] != num):
             raise ValueError(f"min_losses must be a scalar or have shape ({num},); got "
                              f"{floor.shape}.")
-        return (), FamoState(logits=jnp.zeros((num,), F32),
-                             previous_losses=jnp.ones((num,), F32),
-                             pending=jnp.zeros((), bool))
+        zeros = jnp.zeros((num,), F32)
+        return (), FamoState(logits=zeros, previous_losses=jnp.ones((num,), F32),
+                             pending=jnp.zeros((), bool), mu=zeros, nu=zeros,
+                             steps=jnp.zeros((), jnp.int32))
+
+    def step_if_pending(state: FamoState, after: Array) -> FamoState:
+        stepped = logit_step(state, state.previous_losses, after)
+        return jax.tree_util.tree_map(lambda new, old: jnp.where(state.pending, new, old),
+                                      stepped, state)
 
     def update(losses: ArrayLike, params: Any, state: FamoState,
                **extra: Any) -> tuple[Array, Array, FamoState]:
         del params, extra
         losses = task_losses(losses, state.logits.shape[0])
         observed = jax.lax.stop_gradient(losses)
-        stepped = logit_step(state.logits, state.previous_losses, observed)
-        logits = jnp.where(state.pending, stepped, state.logits)
-        z = jax.nn.softmax(logits)
+        state = step_if_pending(state, observed)
+        z = jax.nn.softmax(state.logits)
         ell = shifted(losses)
         inverse = z / jax.lax.stop_gradient(ell)
         weights = inverse / jnp.sum(inverse)  # c_t z_k / l_k
         total = jnp.sum(jax.lax.stop_gradient(weights) * ell)
-        new_state = FamoState(logits=logits, previous_losses=observed,
-                              pending=jnp.ones((), bool))
+        new_state = state._replace(previous_losses=observed, pending=jnp.ones((), bool))
         return total, jax.lax.stop_gradient(weights), new_state
 
     def update_logits(losses_after: ArrayLike, state: FamoState) -> FamoState:
         after = jax.lax.stop_gradient(task_losses(losses_after, state.logits.shape[0]))
-        stepped = logit_step(state.logits, state.previous_losses, after)
-        return FamoState(logits=jnp.where(state.pending, stepped, state.logits),
-                         previous_losses=state.previous_losses,
-                         pending=jnp.zeros((), bool))
+        return step_if_pending(state, after)._replace(pending=jnp.zeros((), bool))
 
     return FamoWeighting(init, update, update_logits)

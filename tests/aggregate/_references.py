@@ -1,8 +1,9 @@
 """Gradient aggregators against NumPy references of each paper's algorithm.
 
-LibMTL and torchjd cannot be installed here; each reference below is written in
-NumPy/SciPy (float64) from the published algorithm and names the code it
-follows. The aggregators run in float32 on the K x K Gram matrix; the
+Each reference below is written in NumPy/SciPy (float64) from the published
+algorithm and names the code it follows (LibMTL does not install here; torchjd
+does, and ``test_conflict.py`` also checks the newer aggregators against it
+directly when it is installed). The aggregators run in float32 on the K x K Gram matrix; the
 references work on the full (K, P) vectors, so they also check the Gram-space
 rewriting.
 
@@ -10,6 +11,8 @@ Shared by the tests of ``tests/aggregate/``: the references, the inputs and ``ru
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -51,22 +54,24 @@ def ref_min_norm_weights(J, starts=8, seed=0):
     return best.x
 
 
-def ref_upgrad(J, reg_eps=1e-4):
-    """torchjd ``UPGradWeighting`` + ``project_weights``: G normalised by its trace plus
-    reg_eps I; for u_i = e_i / K solve min_{v >= u_i} v^T G v (torchjd: quadprog; here
-    exactly, as the NNLS min_{l>=0} |L^T (u + l)|^2 with G = L L^T); weights = sum_i v_i."""
+def _ref_dual_cone_weights(J, prefs, reg_eps):
+    """torchjd's ``QuadprogProjector``: G normalised by its trace plus reg_eps I; for every row u
+    of prefs, min_{v >= u} v^T G v (torchjd: quadprog; here exactly, as the NNLS
+    min_{l>=0} |L^T (u + l)|^2 with G = L L^T). Returns the v, one row per u."""
     J = np.asarray(J, np.float64)
     K = len(J)
     G = J @ J.T
     trace = np.trace(G)
     G = (G / trace if trace >= 1e-4 else np.zeros_like(G)) + reg_eps * np.eye(K)
     L = np.linalg.cholesky(G)
-    weights = np.zeros(K)
-    for i in range(K):
-        u = np.eye(K)[i] / K
-        lam, _ = scipy.optimize.nnls(L.T, -L.T @ u)
-        weights += u + lam
-    return weights @ J
+    return np.stack([u + scipy.optimize.nnls(L.T, -L.T @ u)[0] for u in prefs])
+
+
+def ref_upgrad(J, reg_eps=1e-4):
+    """torchjd ``UPGradWeighting`` + ``project_weights``: every u_i = e_i / K projected; the
+    weights are sum_i v_i."""
+    K = len(J)
+    return _ref_dual_cone_weights(J, np.eye(K) / K, reg_eps).sum(0) @ np.asarray(J, np.float64)
 
 
 def ref_cagrad(J, calpha=0.4, rescale=1):
@@ -145,6 +150,60 @@ def ref_graddrop(J, U, leak):
     return vector
 
 
+def ref_gradvac(J, targets, orders, beta=0.5, eps=1e-8):
+    """torchjd ``GradVacWeighting.forward`` / LibMTL ``weighting/GradVac.py`` (whole model) on the
+    full vectors, with given orders (row i: the other tasks in the order task i meets them); the
+    target is updated at every visit (torchjd, the paper). Returns (d, new targets)."""
+    J = np.asarray(J, np.float64)
+    targets = np.array(targets, np.float64)
+    pc = J.copy()
+    for i in range(len(J)):
+        for j in orders[i]:
+            norm_i, norm_j = np.linalg.norm(pc[i]), np.linalg.norm(J[j])
+            phi = pc[i] @ J[j] / (norm_i * norm_j + eps)
+            hat = targets[i, j]
+            if phi < hat:
+                w = norm_i * (hat * np.sqrt(max(1 - phi**2, 0.0))
+                              - phi * np.sqrt(max(1 - hat**2, 0.0)))
+                pc[i] = pc[i] + J[j] * w / (norm_j * np.sqrt(max(1 - hat**2, 0.0)) + eps)
+            targets[i, j] = (1 - beta) * hat + beta * phi
+    return pc.sum(0), targets
+
+
+def ref_config(J):
+    """torchjd ``aggregation.ConFIG`` (Liu et al. 2024, eq. 2; tum-pbs/ConFIG): unit rows
+    (zero rows stay 0), v = pinv(U) 1 normalised, d = (sum_i g_i . v) v."""
+    J = np.asarray(J, np.float64)
+    norms = np.linalg.norm(J, axis=1, keepdims=True)
+    units = np.divide(J, norms, out=np.zeros_like(J), where=norms > 0)
+    best = np.linalg.pinv(units, rcond=1e-6) @ np.ones(len(J))
+    size = np.linalg.norm(best)
+    v = best / size if size > 1e-12 else np.zeros_like(best)
+    return np.sum(J @ v) * v
+
+
+def ref_dualproj(J, reg_eps=1e-4):
+    """torchjd ``DualProjWeighting`` + ``QuadprogProjector``: the mean weights u = 1 / K
+    projected."""
+    K = len(J)
+    return _ref_dual_cone_weights(J, np.full((1, K), 1.0 / K), reg_eps)[0] @ np.asarray(
+        J, np.float64)
+
+
+def ref_fairgrad(J, alpha):
+    """LibMTL ``weighting/FairGrad.py`` / torchjd ``FairGradWeighting`` (Ban & Ji 2024, eq. 4):
+    SciPy ``least_squares`` on G w - w^(-1/alpha) = 0, w >= 0, from w = 1 / K (tolerances
+    tightened to float64 here)."""
+    J = np.asarray(J, np.float64)
+    G = J @ J.T
+    K = len(J)
+    res = scipy.optimize.least_squares(lambda w: G @ w - np.power(w, -1.0 / alpha),
+                                       np.ones(K) / K, bounds=(0, np.inf), xtol=1e-15,
+                                       ftol=1e-15, gtol=1e-15)
+    np.testing.assert_allclose(G @ res.x, res.x ** (-1.0 / alpha), rtol=1e-7)
+    return res.x @ J
+
+
 def random_jacobian(K, P=8, seed=0):
     return np.random.default_rng(seed).normal(size=(K, P)).astype(np.float32)
 
@@ -184,6 +243,8 @@ def run(name, J, *, key=None, **kwargs):
 
     One jitted update per configuration, reused across calls (the PRNG key lives in the
     state, an argument), so the suite compiles each solver only a few times."""
+    if name in NEEDS_NUM_TASKS:
+        kwargs = {"num_tasks": len(J), **kwargs}
     cache_key = (name, tuple(sorted((k, _hashable(v)) for k, v in kwargs.items())))
     if cache_key not in _JITTED:
         _JITTED[cache_key] = jax.jit(ALL[name](**kwargs).update)
@@ -201,4 +262,10 @@ ALL = {
     "mean": agg.mean, "sum": agg.sum, "pcgrad": agg.pcgrad, "mgda": agg.mgda,
     "cagrad": agg.cagrad, "imtl_g": agg.imtl_g, "aligned_mtl": agg.aligned_mtl,
     "nash_mtl": agg.nash_mtl, "upgrad": agg.upgrad, "graddrop": agg.graddrop,
+    # GradVac's state holds (K, K) targets: built for K = 3 unless run() passes num_tasks
+    "gradvac": functools.partial(agg.gradvac, num_tasks=3), "config": agg.config,
+    "dualproj": agg.dualproj, "fairgrad": agg.fairgrad,
 }
+
+# aggregators whose factory needs the task count (run() passes num_tasks=K)
+NEEDS_NUM_TASKS = {"gradvac"}

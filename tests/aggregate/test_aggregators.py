@@ -48,6 +48,18 @@ def test_special_jacobians_give_finite_outputs(name, K):
             np.testing.assert_array_equal(out, 0.0)
 
 
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_one_task_gives_a_positive_multiple_of_its_gradient(name):
+    g = random_jacobian(1, P=6, seed=9)
+    out = run(name, g)
+    assert np.all(np.isfinite(out)), name
+    scale = out @ g[0] / (g[0] @ g[0])
+    assert scale > 0, (name, scale)
+    np.testing.assert_allclose(out, scale * g[0], rtol=1e-4, atol=1e-6, err_msg=name)
+    if name not in ("cagrad", "nash_mtl", "fairgrad"):  # these rescale a lone gradient
+        np.testing.assert_allclose(out, g[0], rtol=1e-3, atol=1e-5, err_msg=name)
+
+
 @pytest.mark.parametrize("K", [2, 3])
 def test_aligned_gradients(K):
     J = special_jacobians(K)["aligned"].astype(np.float32)
@@ -56,6 +68,11 @@ def test_aligned_gradients(K):
     np.testing.assert_allclose(run("pcgrad", J), J.sum(0), rtol=1e-5)
     np.testing.assert_allclose(run("upgrad", J), ref_upgrad(J), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(run("mgda", J), g, rtol=1e-3, atol=1e-4)  # the shortest
+    # cosines 1 above every target: GradVac leaves them; ConFIG's direction is g, at the
+    # summed length; no conflict with the mean: DualProj keeps it
+    np.testing.assert_allclose(run("gradvac", J), J.sum(0), rtol=1e-5)
+    np.testing.assert_allclose(run("config", J), J.sum(0), rtol=1e-4)
+    np.testing.assert_allclose(run("dualproj", J), J.mean(0), rtol=1e-3)
 
 
 def test_opposite_gradients_are_pareto_stationary_for_mgda():
@@ -63,6 +80,9 @@ def test_opposite_gradients_are_pareto_stationary_for_mgda():
     np.testing.assert_allclose(run("mgda", J), 0.0, atol=1e-3 * np.abs(J).max())
     np.testing.assert_allclose(run("pcgrad", J), 0.0, atol=1e-5)
     np.testing.assert_allclose(run("upgrad", J), 0.0, atol=1e-3 * np.abs(J).max())
+    np.testing.assert_allclose(run("dualproj", J), 0.0, atol=1e-3 * np.abs(J).max())
+    np.testing.assert_allclose(run("gradvac", J), 0.0, atol=1e-5)
+    np.testing.assert_allclose(run("config", J), 0.0, atol=1e-5)  # no direction helps both
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -122,6 +142,16 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="tasks"):
         agg.mgda_ub().update(jnp.zeros((2, 3)), optax.EmptyState(),
                              representation_jacobian=jnp.zeros((3, 4)))
+    with pytest.raises(ValueError, match="num_tasks=3"):
+        agg.gradvac(num_tasks=3).update(jnp.zeros((2, 3)), agg.gradvac(num_tasks=3).init(None))
+    with pytest.raises(ValueError, match="beta must lie"):
+        agg.gradvac(num_tasks=2, beta=1.5)
+    with pytest.raises(ValueError, match="alpha must lie"):
+        agg.fairgrad(alpha=-1.0)
+    with pytest.raises(TypeError, match="alpha"):
+        agg.fairgrad(alpha=jnp.float32(2.0))
+    with pytest.raises(ValueError, match="reg_eps"):
+        agg.dualproj(reg_eps=0.0)
 
 
 def test_every_aggregator_trains_a_flax_nnx_multi_head_model():
@@ -149,6 +179,19 @@ def test_every_aggregator_trains_a_flax_nnx_multi_head_model():
         preds = nnx.merge(graphdef, params)(x)
         return jnp.mean((preds - targets) ** 2, axis=0)        # [K]
 
+    @jax.jit
+    def jacobians(params):
+        # the task Jacobian, and for MGDA-UB the Jacobian w.r.t. the shared trunk features:
+        # computed once per step for every aggregator (one compilation of the model's jacrev)
+        model = nnx.merge(graphdef, params)
+        z = jax.nn.relu(model.trunk(x))
+
+        def head_losses(z):
+            preds = jnp.concatenate([h(z) for h in model.heads], axis=-1)
+            return jnp.mean((preds - targets) ** 2, axis=0)
+
+        return task_losses(params), jax.jacrev(task_losses)(params), jax.jacrev(head_losses)(z)
+
     factories = dict(ALL, mgda_ub=agg.mgda_ub)
     # optax.adam mixes weakly-typed Python scalars with float32 in ways the suite's strict
     # promotion rejects; the aggregators themselves run under strict promotion elsewhere.
@@ -157,23 +200,16 @@ def test_every_aggregator_trains_a_flax_nnx_multi_head_model():
             tx = optax.chain(factory(), optax.adam(1e-2))
 
             @jax.jit
-            def step(params, state, tx=tx, name=name):
-                losses, jac = task_losses(params), jax.jacrev(task_losses)(params)
-                extra = {}
-                if name == "mgda_ub":  # Jacobian w.r.t. the shared trunk features
-                    model = nnx.merge(graphdef, params)
-                    z = jax.nn.relu(model.trunk(x))
-                    def head_losses(z):
-                        preds = jnp.concatenate([h(z) for h in model.heads], axis=-1)
-                        return jnp.mean((preds - targets) ** 2, axis=0)
-                    extra["representation_jacobian"] = jax.jacrev(head_losses)(z)
+            def step(params, state, jac, jz, tx=tx, name=name):
+                extra = {"representation_jacobian": jz} if name == "mgda_ub" else {}
                 updates, state = tx.update(jac, state, params, **extra)
-                return optax.apply_updates(params, updates), state, losses
+                return optax.apply_updates(params, updates), state
 
             params, state = params0, tx.init(params0)
             first = None
             for _ in range(40):
-                params, state, losses = step(params, state)
+                losses, jac, jz = jacobians(params)
+                params, state = step(params, state, jac, jz)
                 first = losses if first is None else first
             final = task_losses(params)
             assert np.all(np.isfinite(np.asarray(final))), name

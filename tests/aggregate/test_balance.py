@@ -9,10 +9,12 @@ import optax
 import pytest
 
 from jaxloss import aggregate as agg
+from jaxloss.aggregate import balance
 from tests.aggregate._references import (
     random_jacobian,
     ref_aligned_mtl,
     ref_cagrad,
+    ref_fairgrad,
     ref_imtl_g,
     ref_nash_alpha,
     run,
@@ -76,3 +78,19 @@ def test_nash_mtl_solves_the_bargaining_equations(K, seed):
     np.testing.assert_allclose(d, alpha @ J.astype(np.float64), rtol=1e-3, atol=1e-4)
     # alpha_i (g_i . d) = 1: every task gets the same "utility" log(alpha_i) + log(g_i . d)
     np.testing.assert_allclose(alpha * (J @ d), np.ones(K), rtol=2e-3)
+
+
+# alpha traced: one compilation per K for every alpha
+_fair_weights = jax.jit(lambda gram, alpha: balance._fair_from_gram(gram, alpha, 20, 1e-6))
+
+
+@pytest.mark.parametrize("K", [2, 4])
+def test_fairgrad_matches_libmtl_and_solves_its_equations(K):
+    J = random_jacobian(K, seed=K) * np.float32(2.0)
+    gram = jnp.asarray(J.astype(np.float64) @ J.T.astype(np.float64), jnp.float32)
+    for alpha in (0.5, 1.0, 3.0):
+        d = np.asarray(_fair_weights(gram, jnp.float32(alpha)), np.float64) @ J
+        np.testing.assert_allclose(d, ref_fairgrad(J, alpha), rtol=1e-3, atol=1e-4)
+    # the transformation, at the default alpha = 1: Nash-MTL's bargaining equation
+    np.testing.assert_allclose(run("fairgrad", J), ref_fairgrad(J, 1.0), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(run("fairgrad", J), run("nash_mtl", J), rtol=1e-6, atol=1e-6)

@@ -16,6 +16,7 @@ from tests.aggregate._references import (
     _mgda_weights,
     _upgrad_weights,
     random_jacobian,
+    ref_dualproj,
     ref_min_norm_weights,
     ref_upgrad,
     run,
@@ -100,3 +101,18 @@ def test_upgrad_has_nonnegative_inner_product_with_every_task(K, seed):
     w = np.asarray(_upgrad_weights(jnp.asarray(gram, jnp.float32)), np.float64)
     noise = 1e-5 * np.linalg.norm(J64, axis=1) * np.linalg.norm(d)
     assert np.all(J64 @ d >= -1e-4 * np.trace(gram) * np.abs(w) - noise)
+
+
+@pytest.mark.parametrize("K", [2, 4])
+def test_dualproj_matches_torchjd_algorithm_and_is_in_the_dual_cone(K):
+    for seed in range(3):
+        J = random_jacobian(K, seed=seed) * np.float32(1 + seed)
+        d = run("dualproj", J)
+        np.testing.assert_allclose(d, ref_dualproj(J), rtol=RTOL, atol=ATOL * np.abs(J).max())
+        # reg_eps = 1e-4 on the trace-normalised Gram matrix: g_j . d >= -1e-4 tr(G) w_j (see
+        # the UPGrad property test); w <= 1 here
+        J64 = J.astype(np.float64)
+        assert np.all(J64 @ d >= -2e-4 * np.trace(J64 @ J64.T))
+        # no conflict with the mean: the mean itself
+        positive = np.abs(J)
+        np.testing.assert_allclose(run("dualproj", positive), positive.mean(0), rtol=1e-3)

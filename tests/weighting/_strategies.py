@@ -24,4 +24,6 @@ def _all_strategies():
         "random": weighting.random_weighting(key=3),
         "famo": weighting.famo(),
         "geometric_mean": weighting.geometric_mean(),
+        "db_mtl": weighting.db_mtl(),
+        "stch": weighting.stch(warmup_steps=3, nadir_steps=2),
     }

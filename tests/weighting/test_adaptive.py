@@ -11,6 +11,8 @@ References used here, none of them jaxloss:
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -172,14 +174,16 @@ def test_random_weighting_samples_softmax_of_normals():
 
 
 class _TorchFamo:
-    """Cranial-XIX/FAMO's FAMO class restated (min losses, eps 1e-8), with SGD on the logits.
+    """Cranial-XIX/FAMO's FAMO class (``famo.py``) restated (min losses, eps 1e-8): Adam on the
+    logits as the official code (``torch.optim.Adam(lr=w_lr, weight_decay=gamma)``), or SGD.
 
     torch's SGD(weight_decay=gamma) steps xi -= lr * (grad + gamma * xi): the paper's rule.
     """
 
-    def __init__(self, k, lr, gamma, min_losses, eps=1e-8):
+    def __init__(self, k, lr, gamma, min_losses, eps=1e-8, optimizer="adam"):
         self.w = torch.zeros(k, dtype=torch.float64, requires_grad=True)
-        self.opt = torch.optim.SGD([self.w], lr=lr, weight_decay=gamma)
+        make = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+        self.opt = make([self.w], lr=lr, weight_decay=gamma)
         self.min_losses, self.eps = min_losses, eps
 
     def weighted_loss(self, losses):
@@ -206,8 +210,9 @@ def _famo_problem(k, rng):
     return a, b
 
 
-@pytest.mark.parametrize(("k", "min_loss"), [(2, 0.0), (3, 0.05), (4, 0.0)])
-def test_famo_exact_schedule_matches_the_paper(k, min_loss):
+@pytest.mark.parametrize(("k", "min_loss", "optimizer"),
+                         [(2, 0.0, "sgd"), (3, 0.05, "adam"), (4, 0.0, "adam")])
+def test_famo_exact_schedule_matches_the_paper(k, min_loss, optimizer):
     rng = np.random.default_rng(k)
     a, b = _famo_problem(k, rng)
     alpha, beta, gamma, steps = 0.05, 0.5, 0.01, 8
@@ -217,7 +222,8 @@ def test_famo_exact_schedule_matches_the_paper(k, min_loss):
         return 0.5 * (residual**2).sum(-1) + 0.1
 
     theta = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    ref = _TorchFamo(k, beta, gamma, torch.full((k,), min_loss, dtype=torch.float64))
+    ref = _TorchFamo(k, beta, gamma, torch.full((k,), min_loss, dtype=torch.float64),
+                     optimizer=optimizer)
     ref_weights, ref_logits, ref_theta = [], [], []
     for _ in range(steps):
         losses = torch_losses(theta)
@@ -230,7 +236,8 @@ def test_famo_exact_schedule_matches_the_paper(k, min_loss):
         ref_logits.append(ref.w.detach().numpy().copy())
         ref_theta.append(theta.detach().numpy().copy())
 
-    strategy = weighting.famo(lr=beta, weight_decay=gamma, min_losses=min_loss)
+    strategy = weighting.famo(lr=beta, weight_decay=gamma, min_losses=min_loss,
+                              optimizer=optimizer)
     params, state = strategy.init(k)
     a32, b32 = _f32(a), _f32(b)
 
@@ -249,9 +256,12 @@ def test_famo_exact_schedule_matches_the_paper(k, min_loss):
         return theta, strategy.update_logits(losses_fn(theta), state), weights
 
     theta_j = jnp.zeros(3, jnp.float32)
+    # Adam divides by sqrt(nu): float32 rounding of a small logit gradient reaches ~1e-5
+    # relative in the logits, and so in the weights, after a few steps
+    weight_rtol = 1e-4 if optimizer == "adam" else 1e-5
     for t in range(steps):
         theta_j, state, weights = step(theta_j, state)
-        np.testing.assert_allclose(weights, ref_weights[t], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(weights, ref_weights[t], rtol=weight_rtol, atol=1e-6)
         # float32 against float64 over several coupled steps: atol 1e-5 on O(1) values
         np.testing.assert_allclose(state.logits, ref_logits[t], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(theta_j, ref_theta[t], rtol=1e-4, atol=1e-5)
@@ -274,6 +284,7 @@ def test_famo_total_gradient_is_c_times_grad_of_z_log_losses():
 
 
 def test_famo_default_schedule_steps_logits_at_the_next_update():
+    # the defaults: Adam on the logits (the official code's optimizer)
     beta, gamma = 0.3, 0.1
     first, second = np.array([1.0, 2.0, 0.5]), np.array([0.6, 1.9, 0.5])
     ref = _TorchFamo(3, beta, gamma, torch.zeros(3, dtype=torch.float64))
@@ -307,3 +318,25 @@ def test_famo_zero_and_sub_minimum_losses_are_finite():
         assert np.all(np.isfinite(state.logits))
     with pytest.raises(ValueError, match="min_losses"):
         strategy.init(3)
+
+
+def test_famo_default_adam_moves_the_logits_at_the_default_rate():
+    # the issue this default fixes: plain steps at lr 0.025 barely move the logits when the
+    # log-loss changes are small; Adam's steps are ~lr per logit whatever their scale
+    losses = [np.array([1.0, 1.0]) * (1.0 - 0.001 * t * np.array([1.0, 0.0]))
+              for t in range(50)]  # task 0 falls slowly, task 1 is stuck
+    moved = {}
+    for optimizer in ("adam", "sgd"):
+        strategy = weighting.famo(optimizer=optimizer)
+        params, state = strategy.init(2)
+        ref = _TorchFamo(2, 0.025, 1e-3, torch.zeros(2, dtype=torch.float64),
+                         optimizer=optimizer)
+        for before, after in itertools.pairwise(losses):
+            ref.weighted_loss(torch.tensor(before))
+            _, _, state = strategy.update(_f32(before), params, state)
+            ref.update(torch.tensor(after))
+            state = strategy.update_logits(_f32(after), state)
+        np.testing.assert_allclose(state.logits, ref.w.detach().numpy(), rtol=1e-4, atol=1e-6)
+        moved[optimizer] = float(state.logits[1] - state.logits[0])
+    # the stuck task gains weight: by ~lr per step with Adam, by ~1e-5 in all with SGD
+    assert moved["adam"] > 0.5 and 0 < moved["sgd"] < 1e-3, moved

@@ -86,7 +86,7 @@ def test_every_strategy_trains_a_flax_nnx_model_in_a_jitted_optax_step(name):
     params = {"model": model_params, "weighting": wparams}
     optimizer = optax.adam(0.02)
     opt_state = optimizer.init(params)
-    needs_jacobian = name == "gradnorm"
+    needs_jacobian = name in ("gradnorm", "db_mtl")
 
     @jax.jit
     def step(params, opt_state, wstate):
