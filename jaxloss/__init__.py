@@ -81,10 +81,14 @@ from jaxloss.metric import contrastive_loss as contrastive_loss
 from jaxloss.metric import cosface_loss as cosface_loss
 from jaxloss.metric import info_nce_loss as info_nce_loss
 from jaxloss.metric import multi_similarity_loss as multi_similarity_loss
+from jaxloss.metric import normalized_softmax_loss as normalized_softmax_loss
 from jaxloss.metric import npair_loss as npair_loss
 from jaxloss.metric import ntxent_loss as ntxent_loss
+from jaxloss.metric import proxy_anchor_loss as proxy_anchor_loss
+from jaxloss.metric import proxy_nca_loss as proxy_nca_loss
 from jaxloss.metric import siglip_loss as siglip_loss
 from jaxloss.metric import simsiam_loss as simsiam_loss
+from jaxloss.metric import soft_triple_loss as soft_triple_loss
 from jaxloss.metric import sphereface_loss as sphereface_loss
 from jaxloss.metric import subcenter_arcface_loss as subcenter_arcface_loss
 from jaxloss.metric import supcon_loss as supcon_loss
@@ -189,11 +193,14 @@ __all__ = [
     "multi_similarity_loss",
     "multiclass_hinge_loss",
     "names",
+    "normalized_softmax_loss",
     "npair_loss",
     "ntxent_loss",
     "objective",
     "perceptual_loss",
     "poly1_cross_entropy_loss",
+    "proxy_anchor_loss",
+    "proxy_nca_loss",
     "psnr_loss",
     "quantile_loss",
     "r1_penalty",
@@ -205,6 +212,7 @@ __all__ = [
     "signed_distance_map",
     "simsiam_loss",
     "smooth_l1_loss",
+    "soft_triple_loss",
     "sphereface_loss",
     "squared_hinge_loss",
     "ssd_multibox_loss",

@@ -20,6 +20,7 @@ from jaxloss.metric import batch as batch
 from jaxloss.metric import contrastive as contrastive
 from jaxloss.metric import margin as margin
 from jaxloss.metric import pairs as pairs
+from jaxloss.metric import proxies as proxies
 from jaxloss.metric import siamese as siamese
 from jaxloss.metric.batch import batch_triplet_loss as batch_triplet_loss
 from jaxloss.metric.batch import circle_loss as circle_loss
@@ -37,6 +38,10 @@ from jaxloss.metric.margin import subcenter_arcface_loss as subcenter_arcface_lo
 from jaxloss.metric.pairs import center_loss as center_loss
 from jaxloss.metric.pairs import contrastive_loss as contrastive_loss
 from jaxloss.metric.pairs import triplet_margin_loss as triplet_margin_loss
+from jaxloss.metric.proxies import normalized_softmax_loss as normalized_softmax_loss
+from jaxloss.metric.proxies import proxy_anchor_loss as proxy_anchor_loss
+from jaxloss.metric.proxies import proxy_nca_loss as proxy_nca_loss
+from jaxloss.metric.proxies import soft_triple_loss as soft_triple_loss
 from jaxloss.metric.siamese import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric.siamese import byol_loss as byol_loss
 from jaxloss.metric.siamese import simsiam_loss as simsiam_loss
@@ -54,10 +59,14 @@ __all__ = [
     "cosface_loss",
     "info_nce_loss",
     "multi_similarity_loss",
+    "normalized_softmax_loss",
     "npair_loss",
     "ntxent_loss",
+    "proxy_anchor_loss",
+    "proxy_nca_loss",
     "siglip_loss",
     "simsiam_loss",
+    "soft_triple_loss",
     "sphereface_loss",
     "subcenter_arcface_loss",
     "supcon_loss",
