@@ -79,6 +79,7 @@ from jaxloss.metric import circle_loss as circle_loss
 from jaxloss.metric import clip_loss as clip_loss
 from jaxloss.metric import contrastive_loss as contrastive_loss
 from jaxloss.metric import cosface_loss as cosface_loss
+from jaxloss.metric import CrossBatchMemory as CrossBatchMemory
 from jaxloss.metric import info_nce_loss as info_nce_loss
 from jaxloss.metric import multi_similarity_loss as multi_similarity_loss
 from jaxloss.metric import normalized_softmax_loss as normalized_softmax_loss
@@ -130,6 +131,7 @@ if TYPE_CHECKING:  # imported lazily at run time (needs Flax): see __getattr__
 __version__ = "0.1.0"
 
 __all__ = [
+    "CrossBatchMemory",
     "aggregate",
     "arcface_loss",
     "barlow_twins_loss",

@@ -19,6 +19,7 @@ Barlow Twins, VICReg); ``_common`` holds their shared private helpers.
 from jaxloss.metric import batch as batch
 from jaxloss.metric import contrastive as contrastive
 from jaxloss.metric import margin as margin
+from jaxloss.metric import memory as memory
 from jaxloss.metric import pairs as pairs
 from jaxloss.metric import proxies as proxies
 from jaxloss.metric import siamese as siamese
@@ -35,6 +36,7 @@ from jaxloss.metric.margin import arcface_loss as arcface_loss
 from jaxloss.metric.margin import cosface_loss as cosface_loss
 from jaxloss.metric.margin import sphereface_loss as sphereface_loss
 from jaxloss.metric.margin import subcenter_arcface_loss as subcenter_arcface_loss
+from jaxloss.metric.memory import CrossBatchMemory as CrossBatchMemory
 from jaxloss.metric.pairs import center_loss as center_loss
 from jaxloss.metric.pairs import contrastive_loss as contrastive_loss
 from jaxloss.metric.pairs import triplet_margin_loss as triplet_margin_loss
@@ -48,6 +50,7 @@ from jaxloss.metric.siamese import simsiam_loss as simsiam_loss
 from jaxloss.metric.siamese import vicreg_loss as vicreg_loss
 
 __all__ = [
+    "CrossBatchMemory",
     "arcface_loss",
     "barlow_twins_loss",
     "batch_triplet_loss",
