@@ -70,6 +70,7 @@ from jaxloss.image import r1_penalty as r1_penalty
 from jaxloss.image import ssim_loss as ssim_loss
 from jaxloss.image import style_loss as style_loss
 from jaxloss.image import total_variation_loss as total_variation_loss
+from jaxloss.metric import CrossBatchMemory as CrossBatchMemory
 from jaxloss.metric import arcface_loss as arcface_loss
 from jaxloss.metric import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric import batch_triplet_loss as batch_triplet_loss
@@ -79,7 +80,6 @@ from jaxloss.metric import circle_loss as circle_loss
 from jaxloss.metric import clip_loss as clip_loss
 from jaxloss.metric import contrastive_loss as contrastive_loss
 from jaxloss.metric import cosface_loss as cosface_loss
-from jaxloss.metric import CrossBatchMemory as CrossBatchMemory
 from jaxloss.metric import info_nce_loss as info_nce_loss
 from jaxloss.metric import multi_similarity_loss as multi_similarity_loss
 from jaxloss.metric import normalized_softmax_loss as normalized_softmax_loss
