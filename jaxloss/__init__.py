@@ -80,7 +80,9 @@ from jaxloss.metric import circle_loss as circle_loss
 from jaxloss.metric import clip_loss as clip_loss
 from jaxloss.metric import contrastive_loss as contrastive_loss
 from jaxloss.metric import cosface_loss as cosface_loss
+from jaxloss.metric import fast_ap_loss as fast_ap_loss
 from jaxloss.metric import info_nce_loss as info_nce_loss
+from jaxloss.metric import lifted_structure_loss as lifted_structure_loss
 from jaxloss.metric import multi_similarity_loss as multi_similarity_loss
 from jaxloss.metric import normalized_softmax_loss as normalized_softmax_loss
 from jaxloss.metric import npair_loss as npair_loss
@@ -163,6 +165,7 @@ __all__ = [
     "diou_loss",
     "distance_transform",
     "eiou_loss",
+    "fast_ap_loss",
     "focal_loss",
     "focal_tversky_loss",
     "gan_discriminator_loss",
@@ -185,6 +188,7 @@ __all__ = [
     "jaccard_loss",
     "js_divergence_loss",
     "kl_divergence_loss",
+    "lifted_structure_loss",
     "log_cosh_loss",
     "lovasz_hinge_loss",
     "lovasz_softmax_loss",

@@ -22,6 +22,7 @@ from jaxloss.metric import margin as margin
 from jaxloss.metric import memory as memory
 from jaxloss.metric import pairs as pairs
 from jaxloss.metric import proxies as proxies
+from jaxloss.metric import ranking as ranking
 from jaxloss.metric import siamese as siamese
 from jaxloss.metric.batch import batch_triplet_loss as batch_triplet_loss
 from jaxloss.metric.batch import circle_loss as circle_loss
@@ -44,6 +45,8 @@ from jaxloss.metric.proxies import normalized_softmax_loss as normalized_softmax
 from jaxloss.metric.proxies import proxy_anchor_loss as proxy_anchor_loss
 from jaxloss.metric.proxies import proxy_nca_loss as proxy_nca_loss
 from jaxloss.metric.proxies import soft_triple_loss as soft_triple_loss
+from jaxloss.metric.ranking import fast_ap_loss as fast_ap_loss
+from jaxloss.metric.ranking import lifted_structure_loss as lifted_structure_loss
 from jaxloss.metric.siamese import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric.siamese import byol_loss as byol_loss
 from jaxloss.metric.siamese import simsiam_loss as simsiam_loss
@@ -60,7 +63,9 @@ __all__ = [
     "clip_loss",
     "contrastive_loss",
     "cosface_loss",
+    "fast_ap_loss",
     "info_nce_loss",
+    "lifted_structure_loss",
     "multi_similarity_loss",
     "normalized_softmax_loss",
     "npair_loss",
