@@ -120,7 +120,7 @@ def _fast_ap_values(d2: Array, positive: Array, negative: Array, num_bins: int,
     """Per anchor ``(N,)``: ``1 - FastAP`` (0 without positives), and whether it has one."""
     delta = 4.0 / num_bins
     centres = jnp.linspace(0.0, 4.0, num_bins + 1, dtype=d2.dtype)          # [K+1]
-    pulse = jax.nn.relu(1 - jnp.abs(d2[..., None] - centres) / delta)     # [N, N, K+1]
+    pulse = jax.nn.relu(1 - jnp.abs(d2[..., None] - centres[None, None, :]) / delta)  # [N,N,K+1]
     pos_hist = jnp.sum(jnp.where(positive[..., None], pulse, 0.0), axis=1)  # [N, K+1]
     neg_hist = jnp.sum(jnp.where(negative[..., None], pulse, 0.0), axis=1)
     pos_cum = jnp.cumsum(pos_hist, axis=-1)
