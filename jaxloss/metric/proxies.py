@@ -136,7 +136,8 @@ def proxy_anchor_loss(
     to 1), the negative terms scaled by :math:`|P^+|/C`, so that ``"sum"``
     is :math:`|P^+| L` and ``"mean"`` divides by the (weighted) sum of the
     rows' positive shares, :math:`|P^+|` without weights. ``where`` removes
-    rows from the batch; ``weights`` scale a row's shares.
+    rows from the batch; ``weights`` scale a row's shares (a weight of exactly
+    0 removes the row like ``where``).
 
     Args:
       embeddings: float ``(N, d)``; need not be normalised.
@@ -177,10 +178,10 @@ def proxy_anchor_loss(
     _checks.check_reduction(reduction)
     _checks.check_range(alpha, "alpha", low=0.0, low_inclusive=False)
     _checks.check_range(margin, "margin")
-    inputs = _cs.prepare(embeddings, labels, proxies, subcenters=1, where=where,
+    in_batch = _reduce.rows_kept(where, weights, jnp.shape(embeddings)[:1])
+    inputs = _cs.prepare(embeddings, labels, proxies, subcenters=1, where=in_batch,
                          kernel_name="proxies")
-    kept = all_rows_if_none(_reduce.rows_kept(where, None, inputs.x.shape[:1]),
-                            inputs.x.shape[0])
+    kept = all_rows_if_none(in_batch, inputs.x.shape[0])
     values, count = _proxy_anchor_values(
         inputs, kept, _cs.scalar(margin, "margin", inputs.x),
         _cs.scalar(alpha, "alpha", inputs.x), check_block_size(block_size))

@@ -5,8 +5,9 @@ Conventions: embeddings are float ``(N, d)``, labels int ``(N,)`` identities
 pytorch-metric-learning's ``LpDistance`` default does. ``where`` ``(N,)``
 removes rows from the batch (as anchors and as positives or negatives of the
 other rows, so ``where`` equals slicing); ``weights`` ``(N,)`` weigh each
-anchor's loss. Both are batch losses whose ``"mean"`` is PML's value; it is
-not the mean of the ``(N,)`` unreduced form.
+anchor's loss, and a weight of exactly 0 removes the row like ``where``. Both
+are batch losses whose ``"mean"`` is PML's value; it is not the mean of the
+``(N,)`` unreduced form.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from jaxloss.metric import _common
 from jaxloss.registry import _builtin
 
 __all__ = ["fast_ap_loss", "lifted_structure_loss"]
+
+
+def _kept(embeddings: ArrayLike, where: ArrayLike | None, weights: ArrayLike | None,
+          ) -> Array | None:
+    """Rows in the batch: ``where`` True and a nonzero weight (None: all)."""
+    return _reduce.rows_kept(where, weights, jnp.shape(embeddings)[:1])
 
 
 def _lifted_values(d: Array, positive: Array, negative: Array, pos_margin: Array,
@@ -103,7 +110,7 @@ def lifted_structure_loss(
     _checks.check_reduction(reduction)
     _checks.check_range(pos_margin, "pos_margin")
     _checks.check_range(neg_margin, "neg_margin")
-    batch = _common.pair_batch(embeddings, labels, where, None)
+    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights), None)
     x = _common.l2_normalize(batch.queries)
     d = _common.distance_matrix(x, x, distance="euclidean")               # [N, N]
     compute = x.dtype
@@ -194,7 +201,7 @@ def fast_ap_loss(
     """
     _checks.check_reduction(reduction)
     bins = _checks.static_int(num_bins, "num_bins", low=1)
-    batch = _common.pair_batch(embeddings, labels, where, None)
+    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights), None)
     x = _common.l2_normalize(batch.queries)
     d2 = _common.squared_distance_matrix(x, x)                            # [N, N]
     values, has_positive = _fast_ap_values(d2, batch.positive, batch.negative, bins)
