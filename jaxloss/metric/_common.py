@@ -280,7 +280,9 @@ def references(ref_embeddings: ArrayLike | None, ref_labels: ArrayLike | None,
         pairs = jnp.ones(shape, jnp.bool_)
     else:
         ref_where = jnp.asarray(ref_where)
-        if ref_where.ndim > 2 or jnp.broadcast_shapes(ref_where.shape, shape) != shape:
+        fits = ref_where.ndim <= 2 and all(
+            a in (1, b) for a, b in zip(ref_where.shape[::-1], shape[::-1], strict=False))
+        if not fits:
             raise ValueError(f"ref_where must be broadcastable to (N, M) = {shape}, the pairs "
                              f"of anchors and references; got shape {ref_where.shape}.")
         pairs = jnp.broadcast_to(ref_where.astype(jnp.bool_), shape)
