@@ -57,7 +57,7 @@ pixels and the untrained network. The held-out embeddings are projected to
 Run it with::
 
     python examples/metric_learning.py              # 5 x 400 steps: 14 min on a busy 2-core CPU
-    python examples/metric_learning.py --smoke      # 2 losses, 100 steps (the tests' run)
+    python examples/metric_learning.py --smoke      # 2 losses, 200 steps (the tests' run)
     python examples/metric_learning.py --steps 1000 --seed 1 --out /tmp/ml
 """
 
@@ -83,7 +83,7 @@ NUM_DIGITS = 10
 EMBEDDING_DIM = 64
 DIGIT = 8  # the digits are 8x8
 METHODS = ("triplet (batch-all)", "ArcFace", "SupCon", "ProxyAnchor", "SupCon + memory")
-SMOKE = {"steps": 150, "memory": 256, "warmup": 50, "methods": "ProxyAnchor,SupCon + memory"}
+SMOKE = {"steps": 200, "memory": 256, "warmup": 100, "methods": "ProxyAnchor,SupCon + memory"}
 
 jaxloss = common.import_jaxloss()
 
