@@ -68,8 +68,9 @@ def test_ref_where_of_the_references_equals_slicing_them():
     use = np.array([True, False, True, True, False])
     for name in ("multi_similarity_loss", "supcon_loss"):
         fn = getattr(jaxloss, name)
-        masked = fn(X, LABELS, ref_embeddings=REF, ref_labels=REF_LABELS, ref_where=use)
-        sliced = fn(X, LABELS, ref_embeddings=REF[use], ref_labels=REF_LABELS[use])
+        masked, sliced = jax.jit(lambda fn=fn: (
+            fn(X, LABELS, ref_embeddings=REF, ref_labels=REF_LABELS, ref_where=use),
+            fn(X, LABELS, ref_embeddings=REF[use], ref_labels=REF_LABELS[use])))()
         np.testing.assert_allclose(masked, sliced, rtol=1e-6, err_msg=name)
 
 
