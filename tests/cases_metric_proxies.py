@@ -15,7 +15,8 @@ import numpy as np
 
 from tests._case import Case
 from tests.cases_metric_batch import _batch_extremes, _make_batch
-from tests.cases_metric_margin import C, D, N, extreme_inputs
+from tests.cases_metric_margin import C, D, N
+from tests.cases_metric_margin import _extremes as _margin_extremes
 
 
 def _make(subcenters: int = 1, **kwargs):
@@ -29,15 +30,7 @@ def _make(subcenters: int = 1, **kwargs):
 
 
 def _extremes(subcenters: int = 1, *settings: dict):
-    base = {"centers_per_class": subcenters} if subcenters > 1 else {}
-
-    def extremes():
-        inputs = [args for args, _ in extreme_inputs(subcenters)]
-        stressing = [inputs[0], inputs[1], inputs[5], inputs[6]]
-        return ([(args, dict(base, **settings[0])) for args in inputs]
-                + [(args, dict(base, **kw)) for kw in settings[1:] for args in stressing])
-
-    return extremes
+    return _margin_extremes(subcenters, *settings, key="centers_per_class")
 
 
 _PROXY = {"float_args": (0, 2), "batch_args": (0, 1)}
