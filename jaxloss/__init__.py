@@ -118,6 +118,7 @@ from jaxloss.keypoint import simcc_loss as simcc_loss
 from jaxloss.keypoint import simcc_targets as simcc_targets
 from jaxloss.keypoint import soft_wing_loss as soft_wing_loss
 from jaxloss.keypoint import wing_loss as wing_loss
+from jaxloss.metric import CrossBatchMemory as CrossBatchMemory
 from jaxloss.metric import arcface_loss as arcface_loss
 from jaxloss.metric import barlow_twins_loss as barlow_twins_loss
 from jaxloss.metric import batch_triplet_loss as batch_triplet_loss
@@ -127,12 +128,18 @@ from jaxloss.metric import circle_loss as circle_loss
 from jaxloss.metric import clip_loss as clip_loss
 from jaxloss.metric import contrastive_loss as contrastive_loss
 from jaxloss.metric import cosface_loss as cosface_loss
+from jaxloss.metric import fast_ap_loss as fast_ap_loss
 from jaxloss.metric import info_nce_loss as info_nce_loss
+from jaxloss.metric import lifted_structure_loss as lifted_structure_loss
 from jaxloss.metric import multi_similarity_loss as multi_similarity_loss
+from jaxloss.metric import normalized_softmax_loss as normalized_softmax_loss
 from jaxloss.metric import npair_loss as npair_loss
 from jaxloss.metric import ntxent_loss as ntxent_loss
+from jaxloss.metric import proxy_anchor_loss as proxy_anchor_loss
+from jaxloss.metric import proxy_nca_loss as proxy_nca_loss
 from jaxloss.metric import siglip_loss as siglip_loss
 from jaxloss.metric import simsiam_loss as simsiam_loss
+from jaxloss.metric import soft_triple_loss as soft_triple_loss
 from jaxloss.metric import sphereface_loss as sphereface_loss
 from jaxloss.metric import subcenter_arcface_loss as subcenter_arcface_loss
 from jaxloss.metric import supcon_loss as supcon_loss
@@ -177,6 +184,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "adaptive_wing_loss",
+    "CrossBatchMemory",
     "aggregate",
     "arcface_loss",
     "asymmetric_loss",
@@ -222,6 +230,7 @@ __all__ = [
     "edge_aware_smoothness_loss",
     "eiou_loss",
     "endpoint_error_loss",
+    "fast_ap_loss",
     "focal_loss",
     "focal_tversky_loss",
     "gan_discriminator_loss",
@@ -255,6 +264,7 @@ __all__ = [
     "ldam_loss",
     "linear_sum_assignment",
     "lncc_loss",
+    "lifted_structure_loss",
     "log_cosh_loss",
     "logit_adjusted_loss",
     "lovasz_hinge_loss",
@@ -269,6 +279,7 @@ __all__ = [
     "multiclass_hinge_loss",
     "mutual_information_loss",
     "names",
+    "normalized_softmax_loss",
     "npair_loss",
     "ntxent_loss",
     "objective",
@@ -277,6 +288,8 @@ __all__ = [
     "perceptual_loss",
     "poly1_cross_entropy_loss",
     "probiou_loss",
+    "proxy_anchor_loss",
+    "proxy_nca_loss",
     "psnr_loss",
     "quality_focal_loss",
     "quantile_loss",
@@ -296,6 +309,7 @@ __all__ = [
     "siou_loss",
     "smooth_l1_loss",
     "soft_wing_loss",
+    "soft_triple_loss",
     "sphereface_loss",
     "squared_hinge_loss",
     "ssd_multibox_loss",

@@ -61,9 +61,9 @@ def extreme_inputs(subcenters: int = 1) -> list[tuple[tuple[np.ndarray, ...], di
     return out
 
 
-def _extremes(subcenters: int = 1, *settings: dict):
+def _extremes(subcenters: int = 1, *settings: dict, key: str = "num_subcenters"):
     settings = settings or ({},)
-    base = {"num_subcenters": subcenters} if subcenters > 1 else {}
+    base = {key: subcenters} if subcenters > 1 else {}
 
     def extremes():
         # Every extreme input at the first setting; the other settings (extreme

@@ -7,7 +7,7 @@ Row masks and reductions are not here: every loss uses ``jaxloss._reduce``
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -240,3 +240,130 @@ def over_columns(body, init, keys: Array, extras: tuple[Array, ...], block_size:
         # Under shard_map the carry depends on the local rows: it varies over the axis.
         init = jax.tree.map(lambda c: jax.lax.pcast(c, axis_name, to="varying"), init)
     return scan_column_blocks(body, init, keys, block_size=block_size, extras=extras)
+
+
+# --------------------------------------------------------------------------------------
+# The pairs of a batch-wide loss: the batch's rows (anchors) against the keys, which are
+# the (gathered) batch itself or a reference set (``ref_embeddings``: a memory bank).
+# --------------------------------------------------------------------------------------
+
+
+class References(NamedTuple):
+    """A validated reference set (PML's ``ref_emb``/``ref_labels``)."""
+
+    keys: Array      # [M, d] in the compute dtype
+    labels: Array    # [M]
+    pairs: Array     # [n, M] pairs (anchor, reference) that take part
+
+
+def references(ref_embeddings: ArrayLike | None, ref_labels: ArrayLike | None,
+               ref_where: ArrayLike | None, embeddings: Array,
+               ) -> References | None:
+    """Validates a reference set for the ``(n, d)`` anchors ``embeddings`` (None if
+    ``ref_embeddings`` is None): float ``(M, d)``, int ``(M,)`` labels, and ``ref_where``
+    broadcastable to ``(n, M)`` (``(M,)``: references in use; ``(n, M)``: pairs)."""
+    if ref_embeddings is None and ref_labels is None:
+        if ref_where is not None:
+            raise ValueError("ref_where needs ref_embeddings and ref_labels; got neither.")
+        return None
+    if ref_embeddings is None or ref_labels is None:
+        raise ValueError("ref_embeddings and ref_labels go together: pass both (the "
+                         "reference set and its labels) or neither.")
+    keys, labels, _ = embeddings_and_labels(ref_embeddings, ref_labels,
+                                            embeddings_name="ref_embeddings",
+                                            labels_name="ref_labels")
+    if keys.shape[1] != embeddings.shape[1]:
+        raise ValueError(f"ref_embeddings must have shape (M, {embeddings.shape[1]}), rows of "
+                         f"the embeddings' width; got {keys.shape}.")
+    shape = (embeddings.shape[0], keys.shape[0])
+    if ref_where is None:
+        pairs = jnp.ones(shape, jnp.bool_)
+    else:
+        ref_where = jnp.asarray(ref_where)
+        fits = ref_where.ndim <= 2 and all(
+            a in (1, b) for a, b in zip(ref_where.shape[::-1], shape[::-1], strict=False))
+        if not fits:
+            raise ValueError(f"ref_where must be broadcastable to (N, M) = {shape}, the pairs "
+                             f"of anchors and references; got shape {ref_where.shape}.")
+        pairs = jnp.broadcast_to(ref_where.astype(jnp.bool_), shape)
+    return References(keys.astype(embeddings.dtype), labels, pairs)
+
+
+class PairBatch(NamedTuple):
+    """Validated anchors, their keys and the pair masks of a batch-wide loss."""
+
+    queries: Array      # [n, d] local rows, masked rows zeroed
+    keys: Array         # [M, d] the gathered global batch, or the references
+    key_labels: Array   # [M]
+    key_valid: Array    # [M] rows of the global batch that ``where`` keeps
+    rows: Array         # [n] global indices of the local rows
+    positive: Array     # [n, M] same label, not the row itself, both kept
+    negative: Array     # [n, M] different label, both kept
+    mask: Array | None  # [n] ``where`` as booleans (None: every row)
+    dtype: jnp.dtype    # result dtype
+
+
+def pair_batch(embeddings: ArrayLike, labels: ArrayLike, where: ArrayLike | None,
+               axis_name: str | None, refs: tuple = (None, None, None)) -> PairBatch:
+    """The common set-up of the batch-wide losses: validation, masking (rows ``where`` drops
+    are zeroed, first half of the double where), the keys and the pair masks.
+
+    ``refs`` = ``(ref_embeddings, ref_labels, ref_where)``: with a reference set the keys
+    are the references (used as given on every device; no pair is a self-comparison), as
+    PML's ``ref_emb``; otherwise the (gathered) batch, without the pairs ``(i, i)``.
+    """
+    x, labels, dtype = embeddings_and_labels(embeddings, labels)
+    n = x.shape[0]
+    mask = _reduce.rows_kept(where, None, (n,))
+    (x,) = _reduce.mask_rows(mask, x)
+    valid = all_rows_if_none(mask, n)
+    rows = shard_offset(n, axis_name) + jnp.arange(n)
+    ref = references(*refs, x)
+    if ref is None:
+        keys = gather_batch(x, axis_name)
+        key_labels = gather_batch(labels, axis_name)
+        key_valid = gather_batch(valid, axis_name)
+        pair_valid = valid[:, None] & key_valid[None, :]              # [n, M]
+        pair_valid = pair_valid & (rows[:, None] != jnp.arange(keys.shape[0])[None, :])
+    else:
+        keys, key_labels = ref.keys, ref.labels
+        key_valid = jnp.any(ref.pairs, axis=0)
+        pair_valid = valid[:, None] & ref.pairs
+    same = same_label(labels, key_labels)
+    return PairBatch(x, keys, key_labels, key_valid, rows, same & pair_valid,
+                     ~same & pair_valid, mask, dtype)
+
+
+# The keys of the contrastive losses (NT-Xent, SupCon): the batch or a reference set.
+
+
+class ContrastiveKeys(NamedTuple):
+    """The keys of the local anchors: the global batch, or a reference set."""
+
+    keys: Array           # [M, d] gathered (normalised) rows, or the references
+    labels: Array | None  # [M] their labels (None: unlabelled pairs)
+    present: Array        # [M] rows in the batch (``where`` True, weight nonzero)
+    index: Array          # [n] global index of each local row (-1: no self-pair)
+    pairs: Array | None = None  # [n, M] with a reference set: the pairs that take part
+
+
+def batch_keys(x: Array, labels: Array | None, kept: Array | None,
+               axis_name: str | None) -> ContrastiveKeys:
+    """Gathers the (already masked and normalised) local rows ``x`` into the keys."""
+    rows = x.shape[0]
+    key_labels = None if labels is None else gather_batch(labels, axis_name)
+    present = gather_batch(all_rows_if_none(kept, rows), axis_name)
+    index = shard_offset(rows, axis_name) + jnp.arange(rows)
+    return ContrastiveKeys(gather_batch(x, axis_name), key_labels, present, index)
+
+
+def contrastive_keys(x: Array, labels: Array, kept: Array | None, axis_name: str | None,
+                     ref: References | None) -> ContrastiveKeys:
+    """The keys of the (normalised) anchors ``x``: the batch, or the references ``ref``
+    (normalised; no self-pair; anchors ``where`` drops take no pair)."""
+    if ref is None:
+        return batch_keys(x, labels, kept, axis_name)
+    rows, total = x.shape[0], ref.keys.shape[0]
+    pairs = ref.pairs & all_rows_if_none(kept, rows)[:, None]
+    return ContrastiveKeys(l2_normalize(ref.keys), ref.labels, jnp.ones((total,), jnp.bool_),
+                           jnp.full((rows,), -1), pairs)

@@ -18,7 +18,7 @@ loss of the global batch on every device.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -44,40 +44,6 @@ _MININGS: tuple[str, ...] = ("all", "hard", "semihard")
 # --------------------------------------------------------------------------------------
 # Private helpers.
 # --------------------------------------------------------------------------------------
-
-
-class _Batch(NamedTuple):
-    queries: Array      # [n, d] local rows, masked rows zeroed
-    keys: Array         # [M, d] the gathered global batch
-    key_labels: Array   # [M]
-    key_valid: Array    # [M] rows of the global batch that ``where`` keeps
-    rows: Array         # [n] global indices of the local rows
-    positive: Array     # [n, M] same label, not the row itself, both kept
-    negative: Array     # [n, M] different label, both kept
-    mask: Array | None  # [n] ``where`` as booleans (None: every row)
-    dtype: jnp.dtype    # result dtype
-
-
-def _pair_masks(
-    embeddings: ArrayLike, labels: ArrayLike, where: ArrayLike | None, axis_name: str | None,
-) -> _Batch:
-    """The common set-up of the batch-wide losses: validation, masking (rows ``where`` drops
-    are zeroed, first half of the double where), the gathered keys and the pair masks."""
-    x, labels, dtype = _common.embeddings_and_labels(embeddings, labels)
-    n = x.shape[0]
-    mask = _reduce.rows_kept(where, None, (n,))
-    (x,) = _reduce.mask_rows(mask, x)
-    valid = _common.all_rows_if_none(mask, n)
-    keys = _common.gather_batch(x, axis_name)
-    key_labels = _common.gather_batch(labels, axis_name)
-    key_valid = _common.gather_batch(valid, axis_name)
-    rows = _common.shard_offset(n, axis_name) + jnp.arange(n)
-    columns = jnp.arange(keys.shape[0])
-    pair_valid = valid[:, None] & key_valid[None, :]                  # [n, M]
-    same = _common.same_label(labels, key_labels)
-    positive = same & (rows[:, None] != columns[None, :]) & pair_valid
-    negative = ~same & pair_valid
-    return _Batch(x, keys, key_labels, key_valid, rows, positive, negative, mask, dtype)
 
 
 def _distances(queries: Array, keys: Array, *, distance: str, normalize: bool) -> Array:
@@ -143,7 +109,7 @@ def _hard_triplets(d: Array, positive: Array, negative: Array, margin: Array,
     return values, valid, values > 0
 
 
-def _npair_values(batch: _Batch, *, normalize: bool) -> tuple[Array, Array]:
+def _npair_values(batch: _common.PairBatch, *, normalize: bool) -> tuple[Array, Array]:
     """Per row ``(n,)``: the N-pair loss of the anchors (0 elsewhere), and which rows are
     anchors (PML's pairing: a label's first row in the global batch, if it has a second)."""
     x, keys, key_valid, rows = batch.queries, batch.keys, batch.key_valid, batch.rows
@@ -167,7 +133,7 @@ def _npair_values(batch: _Batch, *, normalize: bool) -> tuple[Array, Array]:
     return values, row_is_anchor
 
 
-def _circle_values(batch: _Batch, margin: Array, gamma: Array) -> tuple[Array, Array]:
+def _circle_values(batch: _common.PairBatch, margin: Array, gamma: Array) -> tuple[Array, Array]:
     """Per anchor ``(n,)``: the circle loss (0 without a positive or a negative), and whether
     it has both."""
     positive, negative = batch.positive, batch.negative
@@ -182,7 +148,8 @@ def _circle_values(batch: _Batch, margin: Array, gamma: Array) -> tuple[Array, A
     return jnp.where(valid, jax.nn.softplus(z), 0.0), valid
 
 
-def _multi_similarity_values(batch: _Batch, alpha: Array, beta: Array, base: Array) -> Array:
+def _multi_similarity_values(batch: _common.PairBatch, alpha: Array, beta: Array,
+                             base: Array) -> Array:
     """Per anchor ``(n,)``: the multi-similarity loss over all its positives and negatives."""
     s = _cosine_similarity(batch.queries, batch.keys)                   # [n, M]
     pos = _common.masked_logsumexp(alpha * (base - s), batch.positive, add_one=True) / alpha
@@ -204,6 +171,9 @@ def batch_triplet_loss(
     mining: Mining = "all",
     distance: _common.Distance = "euclidean",
     normalize: bool = True,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    ref_where: ArrayLike | None = None,
     axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
@@ -253,6 +223,16 @@ def batch_triplet_loss(
         losses as PML's ``CosineSimilarity``).
       normalize: L2-normalise the embeddings first (PML's default; ignored by
         ``"cosine"``).
+      ref_embeddings: optional float ``(M, d)`` reference set (a cross-batch
+        memory, :class:`jaxloss.CrossBatchMemory`): the anchors (the rows of
+        ``embeddings``) meet their positives and negatives among the
+        references instead of the batch (PML's ``ref_emb``); no gradient
+        reaches the references unless they carry one.
+      ref_labels: int ``(M,)`` labels of the references (with ``ref_embeddings``).
+      ref_where: boolean broadcastable to ``(N, M)``: the (anchor, reference)
+        pairs that take part (``(M,)``: the filled slots of a memory), e.g.
+        :meth:`jaxloss.CrossBatchMemory.references`, which also drops each
+        anchor's own copy.
       axis_name: mapped axis of ``shard_map``/``pmap`` over which the batch is
         split; the result is the loss of the global batch.
       where: boolean ``(N,)``: rows to keep (a dropped row is neither anchor,
@@ -292,7 +272,8 @@ def batch_triplet_loss(
     _checks.check_choice(mining, "mining", _MININGS)
     _checks.check_choice(distance, "distance", _common.DISTANCES)
     _checks.check_range(margin, "margin", low=0.0)
-    batch = _pair_masks(embeddings, labels, where, axis_name)
+    batch = _common.pair_batch(embeddings, labels, where, axis_name,
+                               (ref_embeddings, ref_labels, ref_where))
     margin = _checks.hyperparameter(margin, "margin", batch.queries.dtype)
     d = _distances(batch.queries, batch.keys, distance=distance, normalize=normalize)  # [n, M]
     if mining == "hard":
@@ -370,7 +351,7 @@ def npair_loss(
       ``pytorch_metric_learning.losses.NPairsLoss()(embeddings, labels)``.
     """
     _checks.check_reduction(reduction)
-    batch = _pair_masks(embeddings, labels, where, axis_name)
+    batch = _common.pair_batch(embeddings, labels, where, axis_name)
     values, is_anchor = _npair_values(batch, normalize=normalize)
     return _reduce.reduce_loss(values, reduction=reduction, where=batch.mask, weights=weights,
                                normalizer=is_anchor.astype(values.dtype),
@@ -384,6 +365,9 @@ def circle_loss(
     *,
     margin: ArrayLike = 0.4,
     gamma: ArrayLike = 80.0,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    ref_where: ArrayLike | None = None,
     axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
@@ -411,6 +395,16 @@ def circle_loss(
       labels: int ``(N,)``.
       margin: the relaxation ``m`` (PML's ``m``); Python float or traced scalar.
       gamma: the scale, ``> 0``.
+      ref_embeddings: optional float ``(M, d)`` reference set (a cross-batch
+        memory, :class:`jaxloss.CrossBatchMemory`): the anchors (the rows of
+        ``embeddings``) meet their positives and negatives among the
+        references instead of the batch (PML's ``ref_emb``); no gradient
+        reaches the references unless they carry one.
+      ref_labels: int ``(M,)`` labels of the references (with ``ref_embeddings``).
+      ref_where: boolean broadcastable to ``(N, M)``: the (anchor, reference)
+        pairs that take part (``(M,)``: the filled slots of a memory), e.g.
+        :meth:`jaxloss.CrossBatchMemory.references`, which also drops each
+        anchor's own copy.
       axis_name: mapped axis over which the batch is split.
       where: boolean ``(N,)``: rows to keep.
       weights: per-anchor weights ``(N,)``.
@@ -440,7 +434,8 @@ def circle_loss(
     _checks.check_reduction(reduction, _checks.NON_ZERO_REDUCTIONS)
     _checks.check_range(gamma, "gamma", low=0.0, low_inclusive=False)
     _checks.check_range(margin, "margin")
-    batch = _pair_masks(embeddings, labels, where, axis_name)
+    batch = _common.pair_batch(embeddings, labels, where, axis_name,
+                               (ref_embeddings, ref_labels, ref_where))
     values, valid = _circle_values(batch,
                                    _checks.hyperparameter(margin, "margin", batch.queries.dtype),
                                    _checks.hyperparameter(gamma, "gamma", batch.queries.dtype))
@@ -459,6 +454,9 @@ def multi_similarity_loss(
     alpha: ArrayLike = 2.0,
     beta: ArrayLike = 50.0,
     base: ArrayLike = 0.5,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    ref_where: ArrayLike | None = None,
     axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
@@ -483,6 +481,16 @@ def multi_similarity_loss(
       alpha: weight of the positive pairs, ``> 0``; float or traced scalar.
       beta: weight of the negative pairs, ``> 0``.
       base: the similarity offset :math:`\lambda`.
+      ref_embeddings: optional float ``(M, d)`` reference set (a cross-batch
+        memory, :class:`jaxloss.CrossBatchMemory`): the anchors (the rows of
+        ``embeddings``) meet their positives and negatives among the
+        references instead of the batch (PML's ``ref_emb``); no gradient
+        reaches the references unless they carry one.
+      ref_labels: int ``(M,)`` labels of the references (with ``ref_embeddings``).
+      ref_where: boolean broadcastable to ``(N, M)``: the (anchor, reference)
+        pairs that take part (``(M,)``: the filled slots of a memory), e.g.
+        :meth:`jaxloss.CrossBatchMemory.references`, which also drops each
+        anchor's own copy.
       axis_name: mapped axis over which the batch is split.
       where: boolean ``(N,)``: rows to keep.
       weights: per-anchor weights ``(N,)``.
@@ -514,7 +522,8 @@ def multi_similarity_loss(
     _checks.check_range(alpha, "alpha", low=0.0, low_inclusive=False)
     _checks.check_range(beta, "beta", low=0.0, low_inclusive=False)
     _checks.check_range(base, "base")
-    batch = _pair_masks(embeddings, labels, where, axis_name)
+    batch = _common.pair_batch(embeddings, labels, where, axis_name,
+                               (ref_embeddings, ref_labels, ref_where))
     compute = batch.queries.dtype
     values = _multi_similarity_values(batch, _checks.hyperparameter(alpha, "alpha", compute),
                                       _checks.hyperparameter(beta, "beta", compute),

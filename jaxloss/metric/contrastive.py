@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import NamedTuple, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -56,25 +56,6 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-class _Keys(NamedTuple):
-    """The global batch as keys of the local anchors."""
-
-    keys: Array           # [M, d] gathered (normalised) rows
-    labels: Array | None  # [M] their labels (None: unlabelled pairs)
-    present: Array        # [M] rows in the batch (``where`` True, weight nonzero)
-    index: Array          # [n] global index of each local row
-
-
-def _global_keys(x: Array, labels: Array | None, kept: Array | None,
-                 axis_name: str | None) -> _Keys:
-    """Gathers the (already masked and normalised) local rows ``x`` into the keys."""
-    rows = x.shape[0]
-    key_labels = None if labels is None else _common.gather_batch(labels, axis_name)
-    present = _common.gather_batch(_common.all_rows_if_none(kept, rows), axis_name)
-    index = _common.shard_offset(rows, axis_name) + jnp.arange(rows)
-    return _Keys(_common.gather_batch(x, axis_name), key_labels, present, index)
-
-
 # --------------------------------------------------------------------------------------
 # NT-Xent / InfoNCE.
 # --------------------------------------------------------------------------------------
@@ -82,32 +63,38 @@ def _global_keys(x: Array, labels: Array | None, kept: Array | None,
 
 def _ntxent_per_anchor(queries: Array, query_labels: Array, query_index: Array, keys: Array,
                        key_labels: Array, key_present: Array, inv_temperature: Array,
-                       block_size: int | None, axis_name: str | None) -> tuple[Array, Array]:
+                       block_size: int | None, axis_name: str | None,
+                       pairs: Array | None = None) -> tuple[Array, Array]:
     """Per anchor: the sum over its positive pairs of PML's NT-Xent term, and their count.
 
     Pass 1 is the log-sum-exp over the anchor's negatives (different label);
     pass 2 sums ``softplus(lse_neg - s_ap) = -log(e^s_ap / (e^s_ap + sum_n e^s_an))``
-    over its positives (same label, not itself).
+    over its positives (same label, not itself). ``pairs`` ``(rows, M)`` (a reference
+    set's) restricts both to the pairs it holds.
     """
     rows = queries.shape[0]
+    extras = (key_labels, key_present) + (() if pairs is None else (pairs.T,))
 
-    def negatives(state, key_block, columns, valid, labels_block, present_block):
+    def pair_mask(valid, present_block, pairs_block):
+        mask = (valid & present_block)[None, :]
+        return mask if not pairs_block else mask & pairs_block[0].T
+
+    def negatives(state, key_block, columns, valid, labels_block, present_block, *pairs_block):
         logits = (queries @ key_block.T) * inv_temperature                 # [rows, b]
-        mask = ((valid & present_block)[None, :]
+        mask = (pair_mask(valid, present_block, pairs_block)
                 & (query_labels[:, None] != labels_block[None, :]))
         return _common.logsumexp_update(state, logits, mask)
 
-    extras = (key_labels, key_present)
     lse_state = _common.over_columns(negatives, _common.logsumexp_init(rows, queries.dtype), keys,
                               extras, block_size, axis_name)
     lse_neg = _common.logsumexp_finish(lse_state)                          # [rows]
     has_negative = jnp.isfinite(lse_neg)
     safe_lse = jnp.where(has_negative, lse_neg, jnp.zeros_like(lse_neg))
 
-    def positives(carry, key_block, columns, valid, labels_block, present_block):
+    def positives(carry, key_block, columns, valid, labels_block, present_block, *pairs_block):
         total, count = carry
         logits = (queries @ key_block.T) * inv_temperature                 # [rows, b]
-        mask = ((valid & present_block)[None, :]
+        mask = (pair_mask(valid, present_block, pairs_block)
                 & (query_labels[:, None] == labels_block[None, :])
                 & (query_index[:, None] != columns[None, :]))
         terms = jax.nn.softplus(safe_lse[:, None] - logits)
@@ -121,12 +108,13 @@ def _ntxent_per_anchor(queries: Array, query_labels: Array, query_index: Array, 
 
 
 def _ntxent_values(x: Array, labels: Array, kept: Array | None, inv_temperature: Array,
-                   block_size: int | None, axis_name: str | None) -> tuple[Array, Array]:
+                   block_size: int | None, axis_name: str | None,
+                   ref: _common.References | None) -> tuple[Array, Array]:
     """Labelled form, per anchor: the sum of its positive pairs' terms, and their number."""
     x = _common.l2_normalize(x)
-    batch = _global_keys(x, labels, kept, axis_name)
+    batch = _common.contrastive_keys(x, labels, kept, axis_name, ref)
     return _ntxent_per_anchor(x, labels, batch.index, batch.keys, batch.labels, batch.present,
-                              inv_temperature, block_size, axis_name)
+                              inv_temperature, block_size, axis_name, batch.pairs)
 
 
 def _two_view_values(a: Array, b: Array, kept: Array | None, inv_temperature: Array,
@@ -134,7 +122,7 @@ def _two_view_values(a: Array, b: Array, kept: Array | None, inv_temperature: Ar
     """Two-view form, per pair: the mean of its two anchors' terms, ``(N,)``."""
     rows = a.shape[0]
     a, b = _common.l2_normalize(a), _common.l2_normalize(b)
-    first = _global_keys(a, None, kept, axis_name)
+    first = _common.batch_keys(a, None, kept, axis_name)
     total_rows = first.keys.shape[0]
     # The 2M keys: all first views, then all second views; the label of a key is its
     # pair index, so each anchor's only positive is the other view of its own pair.
@@ -179,6 +167,14 @@ _NTXENT_DOC = r"""NT-Xent (normalised temperature-scaled cross-entropy), a.k.a. 
       temperature: :math:`\tau > 0`; Python float or traced scalar.
       block_size: ``None`` (dense) or a static int: process the key columns in
         blocks of that size, never holding the ``N x N`` similarities.
+      ref_embeddings: optional float ``(M, d)`` reference set (a cross-batch
+        memory, :class:`jaxloss.CrossBatchMemory`): the anchors (labelled form) meet their
+        positives and negatives among the references instead of the batch
+        (PML's ``ref_emb``; no pair is a self-comparison).
+      ref_labels: int ``(M,)`` labels of the references.
+      ref_where: boolean broadcastable to ``(N, M)``: the (anchor, reference)
+        pairs that take part, e.g. from
+        :meth:`jaxloss.CrossBatchMemory.references`.
       axis_name: the ``shard_map``/``pmap`` axis the batch is split over; the
         keys are gathered over it (see the module docstring).
       where: ``(N,)`` boolean; False rows are removed from the batch (as
@@ -228,6 +224,9 @@ def ntxent_loss(
     *,
     temperature: ArrayLike = 0.07,
     block_size: int | None = None,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    ref_where: ArrayLike | None = None,
     axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
@@ -245,11 +244,15 @@ def ntxent_loss(
         kept = _reduce.rows_kept(where, weights, x.shape[:1])
         (x,) = _reduce.mask_rows(kept, x)
     inv_t = 1 / _common.positive_hyperparameter(temperature, "temperature", x.dtype)
+    ref = _common.references(ref_embeddings, ref_labels, ref_where, x)
     if two_view:
+        if ref is not None:
+            raise ValueError("ref_embeddings needs the labelled form (integer labels); the "
+                             "two-view form pairs each row with its second view.")
         values = _two_view_values(x, second, kept, inv_t, block_size, axis_name)
         normalizer = None
     else:
-        values, normalizer = _ntxent_values(x, second, kept, inv_t, block_size, axis_name)
+        values, normalizer = _ntxent_values(x, second, kept, inv_t, block_size, axis_name, ref)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                normalizer=normalizer, axis_name=axis_name, dtype=dtype)
 
@@ -282,6 +285,9 @@ def supcon_loss(
     *,
     temperature: ArrayLike = 0.1,
     block_size: int | None = None,
+    ref_embeddings: ArrayLike | None = None,
+    ref_labels: ArrayLike | None = None,
+    ref_where: ArrayLike | None = None,
     axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
@@ -309,6 +315,14 @@ def supcon_loss(
       temperature: :math:`\tau > 0`; Python float or traced scalar.
       block_size: ``None`` (dense) or a static int: blockwise over the key
         columns (online log-sum-exp), never holding ``N x N``.
+      ref_embeddings: optional float ``(M, d)`` reference set (a cross-batch
+        memory, :class:`jaxloss.CrossBatchMemory`): the anchors meet their
+        positives and negatives among the references instead of the batch
+        (PML's ``ref_emb``; no pair is a self-comparison).
+      ref_labels: int ``(M,)`` labels of the references.
+      ref_where: boolean broadcastable to ``(N, M)``: the (anchor, reference)
+        pairs that take part, e.g. from
+        :meth:`jaxloss.CrossBatchMemory.references`.
       axis_name: the axis the batch is split over (keys gathered).
       where: ``(N,)`` boolean; False rows are removed from the batch.
       weights: ``(N,)`` per-anchor weights; a zero weight removes the row.
@@ -341,24 +355,29 @@ def supcon_loss(
     inv_t = 1 / _common.positive_hyperparameter(temperature, "temperature", x.dtype)
     kept = _reduce.rows_kept(where, weights, x.shape[:1])
     (x,) = _reduce.mask_rows(kept, x)
-    values, has_positive = _supcon_values(x, labels, kept, inv_t, block_size, axis_name)
+    ref = _common.references(ref_embeddings, ref_labels, ref_where, x)
+    values, has_positive = _supcon_values(x, labels, kept, inv_t, block_size, axis_name, ref)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
                                normalizer=has_positive.astype(values.dtype),
                                axis_name=axis_name, dtype=dtype)
 
 
 def _supcon_values(x: Array, labels: Array, kept: Array | None, inv_temperature: Array,
-                   block_size: int | None, axis_name: str | None) -> tuple[Array, Array]:
+                   block_size: int | None, axis_name: str | None,
+                   ref: _common.References | None) -> tuple[Array, Array]:
     """Per anchor ``(N,)``: SupCon's loss (0 without positives), and whether it has one."""
     rows = x.shape[0]
     x = _common.l2_normalize(x)
-    batch = _global_keys(x, labels, kept, axis_name)
+    batch = _common.contrastive_keys(x, labels, kept, axis_name, ref)
     index = batch.index
+    extras = (batch.labels, batch.present) + (() if batch.pairs is None else (batch.pairs.T,))
 
-    def body(carry, key_block, columns, valid, labels_block, present_block):
+    def body(carry, key_block, columns, valid, labels_block, present_block, *pairs_block):
         state, positive_sum, count = carry
         logits = (x @ key_block.T) * inv_temperature                      # [rows, b]
         others = (valid & present_block)[None, :] & (index[:, None] != columns[None, :])
+        if pairs_block:
+            others = others & pairs_block[0].T
         positive = others & (labels[:, None] == labels_block[None, :])
         state = _common.logsumexp_update(state, logits, others)
         positive_sum = positive_sum + jnp.sum(
@@ -368,7 +387,7 @@ def _supcon_values(x: Array, labels: Array, kept: Array | None, inv_temperature:
     init = (_common.logsumexp_init(rows, x.dtype), jnp.zeros((rows,), x.dtype),
             jnp.zeros((rows,), x.dtype))
     state, positive_sum, count = _common.over_columns(
-        body, init, batch.keys, (batch.labels, batch.present), block_size, axis_name)
+        body, init, batch.keys, extras, block_size, axis_name)
     has_positive = count > 0
     lse = _common.logsumexp_finish(state)
     safe_lse = jnp.where(has_positive, lse, jnp.zeros_like(lse))
@@ -468,7 +487,7 @@ def _clip_values(x: Array, y: Array, kept: Array | None, inv_temperature: Array,
                  block_size: int | None, axis_name: str | None) -> Array:
     """Per pair ``(N,)``: the mean of the image-to-text and text-to-image cross-entropies."""
     x, y = _common.l2_normalize(x), _common.l2_normalize(y)
-    images = _global_keys(x, None, kept, axis_name)
+    images = _common.batch_keys(x, None, kept, axis_name)
     texts = _common.gather_batch(y, axis_name)
     lse_image = _lse_rows(x, texts, images.present, inv_temperature, block_size, axis_name)
     lse_text = _lse_rows(y, images.keys, images.present, inv_temperature, block_size,
@@ -559,7 +578,7 @@ def _siglip_values(x: Array, y: Array, kept: Array | None, scale: Array, bias: A
                    block_size: int | None, axis_name: str | None) -> Array:
     """Per image ``(N,)``: the sum of its sigmoid terms over all present texts."""
     x = _common.l2_normalize(x)
-    texts = _global_keys(_common.l2_normalize(y), None, kept, axis_name)
+    texts = _common.batch_keys(_common.l2_normalize(y), None, kept, axis_name)
     index = texts.index
 
     def body(total, key_block, columns, valid, present_block):
