@@ -53,7 +53,6 @@ from jaxloss.metric.siamese import simsiam_loss as simsiam_loss
 from jaxloss.metric.siamese import vicreg_loss as vicreg_loss
 
 __all__ = [
-    "CrossBatchMemory",
     "arcface_loss",
     "barlow_twins_loss",
     "batch_triplet_loss",
@@ -63,6 +62,7 @@ __all__ = [
     "clip_loss",
     "contrastive_loss",
     "cosface_loss",
+    "CrossBatchMemory",
     "fast_ap_loss",
     "info_nce_loss",
     "lifted_structure_loss",
