@@ -236,10 +236,16 @@ def over_columns(body, init, keys: Array, extras: tuple[Array, ...], block_size:
         columns = jnp.arange(keys.shape[0])
         valid = jnp.ones((keys.shape[0],), jnp.bool_)
         return body(init, keys, columns, valid, *extras)
-    if axis_name is not None:
-        # Under shard_map the carry depends on the local rows: it varies over the axis.
-        init = jax.tree.map(lambda c: jax.lax.pcast(c, axis_name, to="varying"), init)
-    return scan_column_blocks(body, init, keys, block_size=block_size, extras=extras)
+    return scan_column_blocks(body, varying(init, axis_name), keys, block_size=block_size,
+                              extras=extras)
+
+
+def varying(init, axis_name: str | None):
+    """A scan's initial carry marked as varying over ``axis_name`` (unchanged without it):
+    under ``shard_map`` a carry that depends on the local rows varies over the axis."""
+    if axis_name is None:
+        return init
+    return jax.tree.map(lambda c: jax.lax.pcast(c, axis_name, to="varying"), init)
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ concrete and give NaN at their rows under ``jit``.
 ProxyNCA, SoftTriple and normalised softmax are per-row cross-entropies:
 ``reduction="none"`` gives ``(N,)`` and ``"mean"`` is their mean. ProxyAnchor
 is a batch loss over the proxies (see its docstring for its ``(N,)``
-unreduced form).
+unreduced form); it takes ``axis_name`` so that a sharded call equals the
+single-device call on the global batch.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from jax.typing import ArrayLike
 from jaxloss import _checks, _classes, _reduce
 from jaxloss._checks import Reduction
 from jaxloss.metric import _class_softmax as _cs
-from jaxloss.metric._common import all_rows_if_none, check_block_size, l2_normalize
+from jaxloss.metric._common import all_rows_if_none, check_block_size, l2_normalize, varying
 from jaxloss.registry import _builtin
 
 __all__ = [
@@ -43,34 +44,43 @@ def _identity_target(cos: Array, x: Array) -> Array:
     return cos
 
 
-def _column_lse(logits: Array, mask: Array) -> Array:
+def _column_lse(logits: Array, mask: Array, axis_name: str | None) -> Array:
     """``log sum_i exp(logits[i, c])`` over the rows ``mask`` selects: ``(b,)``, ``-inf``
     (zero gradient) for a column with no row. Entries outside ``mask`` never reach the
-    exponential."""
+    exponential. With ``axis_name`` the rows are those of every device (the column
+    maximum is ``pmax``-ed and the sums ``psum``-ed)."""
     masked = jnp.where(mask, logits, -jnp.inf)
     top = jax.lax.stop_gradient(jnp.max(masked, axis=0))
+    if axis_name is not None:
+        top = jax.lax.pmax(top, axis_name)
     top = jnp.where(jnp.isfinite(top), top, 0.0)
     total = jnp.sum(jnp.exp(masked - top[None, :]), axis=0)
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
     safe = jnp.where(total > 0, total, 1.0)
     return jnp.where(total > 0, jnp.log(safe) + top, -jnp.inf)
 
 
-def _shares_and_terms(logits: Array, mask: Array) -> tuple[Array, Array]:
-    """For each column ``c``: ``log(1 + sum_{i in mask} e^{logits[i, c]})`` ``(b,)``, and each
+def _shares_and_terms(logits: Array, mask: Array, axis_name: str | None,
+                      ) -> tuple[Array, Array, Array]:
+    """For each column ``c``: ``log(1 + sum_{i in mask} e^{logits[i, c]})`` ``(b,)``, each
     row's share of the sum, ``e^{logits[i, c]} / sum_{j in mask} e^{logits[j, c]}``
-    ``(N, b)`` (0 outside ``mask``; the shares of a column with a row sum to 1)."""
-    lse = _column_lse(logits, mask)                                   # [b]
+    ``(N, b)`` (0 outside ``mask``; the shares of a column with a row sum to 1), and
+    whether the column has a row ``(b,)`` (on any device with ``axis_name``)."""
+    lse = _column_lse(logits, mask, axis_name)                        # [b]
     has_row = jnp.isfinite(lse)
     safe_lse = jnp.where(has_row, lse, 0.0)
     term = jnp.where(has_row, jax.nn.softplus(safe_lse), 0.0)         # log(1 + e^lse)
     shifted = jnp.where(mask, logits - safe_lse[None, :], -jnp.inf)   # double where
-    return jnp.exp(shifted), term
+    return jnp.exp(shifted), term, has_row
 
 
 def _proxy_anchor_values(inputs: _cs.Inputs, kept: Array, margin: Array, alpha: Array,
-                         block_size: int | None) -> tuple[Array, Array]:
+                         block_size: int | None, axis_name: str | None,
+                         ) -> tuple[Array, Array]:
     """Per row ``(N,)``: its share of the positive and negative proxy terms (see
-    :func:`proxy_anchor_loss`), and its share of the positive proxies (the mean's count)."""
+    :func:`proxy_anchor_loss`), and its share of the positive proxies (the mean's count).
+    With ``axis_name`` each proxy's sums run over the rows of every device."""
     x, labels, kernel = inputs.x, inputs.labels, inputs.kernel
     n, num_classes = x.shape[0], kernel.shape[1]
     x_hat = l2_normalize(x)
@@ -80,12 +90,14 @@ def _proxy_anchor_values(inputs: _cs.Inputs, kept: Array, margin: Array, alpha: 
         cos = x_hat @ l2_normalize(columns, axis=0)                    # [N, b]
         same = labels[:, None] == class_ids[None, :]
         rows = kept[:, None] & valid[None, :]
-        pos_share, pos_term = _shares_and_terms(-alpha * (cos - margin), same & rows)
-        neg_share, neg_term = _shares_and_terms(alpha * (cos + margin), ~same & rows)
+        pos_share, pos_term, positive = _shares_and_terms(-alpha * (cos - margin),
+                                                          same & rows, axis_name)
+        neg_share, neg_term, _ = _shares_and_terms(alpha * (cos + margin), ~same & rows,
+                                                   axis_name)
         pos_part = pos_part + pos_share @ pos_term                     # [N]
         neg_part = neg_part + neg_share @ neg_term
         count = count + jnp.sum(pos_share, axis=-1)
-        present = present + jnp.sum(jnp.any(same & rows, axis=0).astype(present.dtype))
+        present = present + jnp.sum(positive.astype(present.dtype))
         return pos_part, neg_part, count, present
 
     zeros = jnp.zeros((n,), x.dtype)
@@ -93,7 +105,8 @@ def _proxy_anchor_values(inputs: _cs.Inputs, kept: Array, margin: Array, alpha: 
     if block_size is None:
         carry = fold(carry, kernel, jnp.arange(num_classes), jnp.ones((num_classes,), bool))
     else:
-        carry = _cs.scan_class_blocks(fold, carry, kernel, block_size=block_size, subcenters=1)
+        carry = _cs.scan_class_blocks(fold, varying(carry, axis_name), kernel,
+                                      block_size=block_size, subcenters=1)
     pos_part, neg_part, count, present = carry
     # The negative terms are averaged over all C proxies, the positive ones over the
     # |P+| proxies with a positive: scaled by |P+| / C they share the mean's count.
@@ -112,6 +125,7 @@ def proxy_anchor_loss(
     margin: ArrayLike = 0.1,
     alpha: ArrayLike = 32.0,
     block_size: int | None = None,
+    axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: Reduction = "mean",
@@ -137,7 +151,12 @@ def proxy_anchor_loss(
     is :math:`|P^+| L` and ``"mean"`` divides by the (weighted) sum of the
     rows' positive shares, :math:`|P^+|` without weights. ``where`` removes
     rows from the batch; ``weights`` scale a row's shares (a weight of exactly
-    0 removes the row like ``where``).
+    0 removes the row like ``where``). With ``axis_name`` (inside
+    ``shard_map``/``pmap``, the batch split over that axis, the proxies
+    replicated) each proxy's sums, :math:`|P^+|` and the mean's count run
+    over the global batch: the reduced loss and its gradient equal the
+    single-device loss of the global batch, and ``"none"`` gives the local
+    rows' shares of it.
 
     Args:
       embeddings: float ``(N, d)``; need not be normalised.
@@ -147,6 +166,8 @@ def proxy_anchor_loss(
       alpha: the scale :math:`\alpha > 0`; float or traced scalar.
       block_size: ``None`` (dense) or a static int: scan over blocks of that
         many proxies, never holding the ``(N, C)`` cosines.
+      axis_name: mapped axis of ``shard_map``/``pmap`` over which the batch
+        is split; ``None`` on one device.
       where: boolean ``(N,)``: rows to keep in the batch.
       weights: per-row weights ``(N,)``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -184,9 +205,9 @@ def proxy_anchor_loss(
     kept = all_rows_if_none(in_batch, inputs.x.shape[0])
     values, count = _proxy_anchor_values(
         inputs, kept, _cs.scalar(margin, "margin", inputs.x),
-        _cs.scalar(alpha, "alpha", inputs.x), check_block_size(block_size))
+        _cs.scalar(alpha, "alpha", inputs.x), check_block_size(block_size), axis_name)
     return _reduce.reduce_loss(values, reduction=reduction, where=where, weights=weights,
-                               normalizer=count, dtype=inputs.dtype)
+                               normalizer=count, axis_name=axis_name, dtype=inputs.dtype)
 
 
 def _softmax_loss(embeddings: ArrayLike, labels: ArrayLike, kernel: ArrayLike, *,

@@ -7,7 +7,11 @@ removes rows from the batch (as anchors and as positives or negatives of the
 other rows, so ``where`` equals slicing); ``weights`` ``(N,)`` weigh each
 anchor's loss, and a weight of exactly 0 removes the row like ``where``. Both
 are batch losses whose ``"mean"`` is PML's value; it is not the mean of the
-``(N,)`` unreduced form.
+``(N,)`` unreduced form. Both take ``axis_name``: inside ``shard_map`` the
+local rows are the anchors, the gathered global batch the keys, and the
+numerator and denominator of the mean are ``psum``-ed, so that
+``loss(x_local, labels_local, axis_name="data")`` is the loss of the global
+batch on every device (``"none"``: the local anchors' values).
 """
 
 from __future__ import annotations
@@ -33,14 +37,17 @@ def _kept(embeddings: ArrayLike, where: ArrayLike | None, weights: ArrayLike | N
 
 
 def _lifted_values(d: Array, positive: Array, negative: Array, pos_margin: Array,
-                   neg_margin: Array) -> Array:
-    """Per anchor ``(N,)``: the sum over its positive pairs of ``relu(J_ap)^2 / 2``."""
-    own = _common.masked_logsumexp(neg_margin - d, negative)             # [N], -inf: none
+                   neg_margin: Array, axis_name: str | None) -> Array:
+    """Per local anchor ``(n,)`` (``d`` is ``(n, M)``, anchors against the gathered batch):
+    the sum over its positive pairs of ``relu(J_ap)^2 / 2``."""
+    own = _common.masked_logsumexp(neg_margin - d, negative)             # [n], -inf: none
     has_negative = jnp.isfinite(own)
     # A finite stand-in for -inf: exp(-1e30 - x) is 0 with a 0 gradient in logaddexp.
     finite = jnp.where(has_negative, own, -1e30)
-    pair_negatives = jnp.logaddexp(finite[:, None], finite[None, :])     # [N, N]
-    none = ~(has_negative[:, None] | has_negative[None, :])
+    finite_keys = _common.gather_batch(finite, axis_name)                # [M]
+    key_has_negative = _common.gather_batch(has_negative, axis_name)
+    pair_negatives = jnp.logaddexp(finite[:, None], finite_keys[None, :])  # [n, M]
+    none = ~(has_negative[:, None] | key_has_negative[None, :])
     pair_negatives = jnp.where(none, 0.0, pair_negatives)                # PML: 0 if none
     j = pair_negatives + d - pos_margin
     terms = 0.5 * jnp.square(jax.nn.relu(j))
@@ -54,6 +61,7 @@ def lifted_structure_loss(
     *,
     pos_margin: ArrayLike = 0.0,
     neg_margin: ArrayLike = 1.0,
+    axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: Reduction = "mean",
@@ -75,13 +83,16 @@ def lifted_structure_loss(
     Convention: PML's ``LiftedStructureLoss`` (each unordered pair counted in
     both directions, hence the 1/2). ``"mean"`` is the mean over the ordered
     positive pairs (PML's value); ``"none"`` gives each anchor's sum over its
-    positive pairs, ``(N,)``.
+    positive pairs, ``(N,)``. With ``axis_name`` the pairs are those of the
+    global batch and ``"none"`` gives the local anchors' sums.
 
     Args:
       embeddings: float ``(N, d)``.
       labels: int ``(N,)``.
       pos_margin: :math:`m_+`; float or traced scalar.
       neg_margin: :math:`m_-`; float or traced scalar.
+      axis_name: mapped axis of ``shard_map``/``pmap`` over which the batch
+        is split; ``None`` on one device.
       where: boolean ``(N,)``: rows to keep in the batch.
       weights: per-anchor weights ``(N,)``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -110,16 +121,19 @@ def lifted_structure_loss(
     _checks.check_reduction(reduction)
     _checks.check_range(pos_margin, "pos_margin")
     _checks.check_range(neg_margin, "neg_margin")
-    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights), None)
+    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights),
+                               axis_name)
     x = _common.l2_normalize(batch.queries)
-    d = _common.distance_matrix(x, x, distance="euclidean")               # [N, N]
+    keys = _common.l2_normalize(batch.keys)
+    d = _common.distance_matrix(x, keys, distance="euclidean")            # [n, M]
     compute = x.dtype
     values = _lifted_values(d, batch.positive, batch.negative,
                             _checks.hyperparameter(pos_margin, "pos_margin", compute),
-                            _checks.hyperparameter(neg_margin, "neg_margin", compute))
+                            _checks.hyperparameter(neg_margin, "neg_margin", compute),
+                            axis_name)
     count = jnp.sum(batch.positive.astype(compute), axis=-1)
     return _reduce.reduce_loss(values, reduction=reduction, where=batch.mask, weights=weights,
-                               normalizer=count, dtype=batch.dtype)
+                               normalizer=count, axis_name=axis_name, dtype=batch.dtype)
 
 
 def _fast_ap_values(d2: Array, positive: Array, negative: Array, num_bins: int,
@@ -147,6 +161,7 @@ def fast_ap_loss(
     labels: ArrayLike,
     *,
     num_bins: int = 10,
+    axis_name: str | None = None,
     where: ArrayLike | None = None,
     weights: ArrayLike | None = None,
     reduction: Reduction = "mean",
@@ -167,12 +182,15 @@ def fast_ap_loss(
     Convention: PML's ``FastAPLoss`` (bins with :math:`h^+_k H^+_k = 0` skipped);
     anchors without a positive have no loss, and ``"mean"`` is the mean over
     the anchors with one (PML's value). ``"none"`` gives ``(N,)``. Memory is
-    ``O(N^2 K)``.
+    ``O(N^2 K)``. With ``axis_name`` each local anchor ranks the global batch
+    (``O(n N K)`` per device) and ``"none"`` gives the local anchors' losses.
 
     Args:
       embeddings: float ``(N, d)``.
       labels: int ``(N,)``.
       num_bins: ``K``, a static int ``>= 1``.
+      axis_name: mapped axis of ``shard_map``/``pmap`` over which the batch
+        is split; ``None`` on one device.
       where: boolean ``(N,)``: rows to keep in the batch.
       weights: per-anchor weights ``(N,)``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
@@ -201,9 +219,11 @@ def fast_ap_loss(
     """
     _checks.check_reduction(reduction)
     bins = _checks.static_int(num_bins, "num_bins", low=1)
-    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights), None)
+    batch = _common.pair_batch(embeddings, labels, _kept(embeddings, where, weights),
+                               axis_name)
     x = _common.l2_normalize(batch.queries)
-    d2 = _common.squared_distance_matrix(x, x)                            # [N, N]
+    d2 = _common.squared_distance_matrix(x, _common.l2_normalize(batch.keys))  # [n, M]
     values, has_positive = _fast_ap_values(d2, batch.positive, batch.negative, bins)
     return _reduce.reduce_loss(values, reduction=reduction, where=batch.mask, weights=weights,
-                               normalizer=has_positive.astype(values.dtype), dtype=batch.dtype)
+                               normalizer=has_positive.astype(values.dtype),
+                               axis_name=axis_name, dtype=batch.dtype)
