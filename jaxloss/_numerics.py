@@ -33,16 +33,20 @@ def safe_div(numerator: Array, denominator: Array) -> Array:
 
 
 def safe_sqrt(x: Array) -> Array:
-    """``sqrt(x)`` for ``x >= 0`` whose gradient at 0 is 0 instead of inf."""
+    """``sqrt(x)`` for ``x >= 0`` whose gradient at 0 is 0 instead of inf.
+
+    Roundoff-negative ``x`` gives 0; a NaN stays NaN (it is not a square root
+    of something small, and must not turn into a plausible 0).
+    """
     positive = x > 0
     safe_x = jnp.where(positive, x, jnp.ones_like(x))
-    return jnp.where(positive, jnp.sqrt(safe_x), jnp.zeros_like(x))
+    return jnp.where(positive, jnp.sqrt(safe_x), jnp.where(jnp.isnan(x), x, jnp.zeros_like(x)))
 
 
 def sqrt_at_zero(x: Array) -> Array:
     """``sqrt(x)`` whose gradient at ``x == 0`` is 0 instead of inf; NaN stays NaN.
 
-    Unlike :func:`safe_sqrt` (which maps every ``x <= 0``, NaN included, to 0)
+    Unlike :func:`safe_sqrt` (which maps every ``x <= 0`` to 0)
     only an exact 0 is special-cased, so a NaN or negative input gives NaN
     (never a plausible wrong number). Callers clamp roundoff-negative
     arguments themselves.

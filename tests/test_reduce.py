@@ -112,6 +112,16 @@ def test_safe_helpers_have_finite_gradients():
         np.array([[1, 0, 0], [0, 0, 1], [0, 0, 0]], np.float32))
 
 
+def test_safe_sqrt_keeps_nan_and_zeroes_roundoff_negatives():
+    x = jnp.array([jnp.nan, -1e-12, 0.0, 4.0])
+    out = _numerics.safe_sqrt(x)
+    # a NaN argument is not a small square: it must not become a plausible 0
+    assert bool(jnp.isnan(out[0]))
+    np.testing.assert_array_equal(np.asarray(out[1:]), [0.0, 0.0, 2.0])
+    grads = jax.grad(lambda v: _numerics.safe_sqrt(v).sum())(x[1:])
+    np.testing.assert_array_equal(np.asarray(grads), [0.0, 0.0, 0.25])
+
+
 def test_compute_dtype_promotes_mixed_floats_under_strict_promotion():
     f32, bf16, f16 = (jnp.ones(2, d) for d in (jnp.float32, jnp.bfloat16, jnp.float16))
     assert _checks.compute_dtype(f32, bf16) == (jnp.float32, jnp.float32)
