@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -274,6 +274,12 @@ def check_labels_in_range(
         )
 
 
+@overload
+def broadcast_mask(mask: None, shape: tuple[int, ...], name: str) -> None: ...
+@overload
+def broadcast_mask(mask: ArrayLike, shape: tuple[int, ...], name: str) -> Array: ...
+@overload
+def broadcast_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str) -> Array | None: ...
 def broadcast_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str) -> Array | None:
     """``mask`` (``where=`` or ``weights=``) broadcast to the unreduced ``shape``.
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 from jax.custom_derivatives import SymbolicZero
+from jax.typing import ArrayLike
 
 
 def abs_zero_grad(x: Array) -> Array:
@@ -66,7 +67,7 @@ def safe_log(x: Array, floor: float = -jnp.inf) -> Array:
     return jnp.where(positive, log_x, jnp.full_like(x, floor))
 
 
-def safe_pow(base: Array, exponent: Array | float) -> Array:
+def safe_pow(base: Array, exponent: ArrayLike) -> Array:
     """``base ** exponent`` for ``base >= 0``, exponent > 0, with a 0 gradient at ``base == 0``.
 
     ``x ** g`` for ``0 < g < 1`` has an infinite derivative at 0; the limits the

@@ -23,7 +23,7 @@ single-device mean over the global batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,15 @@ from jaxloss._numerics import safe_div
 Alignment = Literal["trailing", "leading"]
 
 
+@overload
+def align_mask(mask: None, shape: tuple[int, ...], name: str, *,
+               align: Alignment = "trailing") -> None: ...
+@overload
+def align_mask(mask: ArrayLike, shape: tuple[int, ...], name: str, *,
+               align: Alignment = "trailing") -> Array: ...
+@overload
+def align_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str, *,
+               align: Alignment = "trailing") -> Array | None: ...
 def align_mask(mask: ArrayLike | None, shape: tuple[int, ...], name: str, *,
                align: Alignment = "trailing") -> Array | None:
     """``mask`` (a ``where=`` or ``weights=``) broadcast to ``shape``.
@@ -80,6 +89,11 @@ def mask_rows(where: ArrayLike | None, *arrays: Array, fill: float = 0.0) -> tup
     return mask_inputs(where, *arrays, fill=fill, align="leading")
 
 
+@overload
+def rows_kept(where: ArrayLike, weights: ArrayLike | None, shape: tuple[int, ...]) -> Array: ...
+@overload
+def rows_kept(where: ArrayLike | None, weights: ArrayLike | None,
+              shape: tuple[int, ...]) -> Array | None: ...
 def rows_kept(where: ArrayLike | None, weights: ArrayLike | None,
               shape: tuple[int, ...]) -> Array | None:
     """Boolean ``shape`` (per row): selected by ``where`` and with a nonzero weight; None if

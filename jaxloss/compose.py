@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -164,14 +164,16 @@ def combine(*terms: Term | Sequence[Term]) -> Combined:
       README, "Multi-task objectives"; optax's loss and transform conventions.
     """
     if len(terms) == 1 and not isinstance(terms[0], Term):
-        terms = tuple(terms[0])
-    if not terms:
+        items = tuple(terms[0])
+    else:  # several terms (a sequence among them fails on .name below)
+        items = cast("tuple[Term, ...]", terms)
+    if not items:
         raise ValueError("combine needs at least one term.")
-    names = [t.name for t in terms]
+    names = [t.name for t in items]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"term names must be unique; repeated: {duplicates}. Pass name=...")
-    return Combined(tuple(terms))
+    return Combined(items)
 
 
 def _resize_target(target: Array, spatial: tuple[int, ...]) -> Array:
@@ -232,7 +234,8 @@ class DeepSupervision:
             parts = {f"{name}_{layer}": part for layer, (_, layer_parts) in enumerate(values)
                      for name, part in layer_parts.items()}
             return jnp.asarray(total), parts
-        return sum(w * v.astype(jnp.float32) for w, v in zip(weights, values, strict=True))
+        return jnp.asarray(sum(w * v.astype(jnp.float32)
+                               for w, v in zip(weights, values, strict=True)))
 
 
 def deep_supervision(

@@ -86,3 +86,13 @@ def test_a_pytorch_keyword_is_a_type_error(mypy_report):
     # the only error is the deliberate call on the snippet's last line
     assert len(errors) == 1, result.stdout + result.stderr
     assert f":{n_lines}: error: Unexpected keyword argument \"weight\"" in errors[0], errors
+
+
+def test_the_package_type_checks(tmp_path):
+    # the whole package under pyproject.toml's [tool.mypy] (run from the checkout's root)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+         "--no-error-summary", "--show-error-codes", "jaxloss"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

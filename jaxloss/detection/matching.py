@@ -215,7 +215,7 @@ def linear_sum_assignment(cost: ArrayLike) -> tuple[Array, Array]:
         raise TypeError(f"cost must be a real (float or int) matrix; got dtype {array.dtype}.")
     _checks.check_rank(array, "cost", min_rank=2)
     if jnp.issubdtype(array.dtype, jnp.integer):
-        array = array.astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        array = array.astype(jax.dtypes.canonicalize_dtype(jnp.float64))  # float32 without x64
     compute, _ = _checks.compute_dtype(array)
     array = jax.lax.stop_gradient(array.astype(compute))
     _check_finite(array)

@@ -14,6 +14,7 @@ and every sum through ``_reduce``.
 from __future__ import annotations
 
 from functools import partial
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,7 @@ __all__ = ["detr_criterion"]
 
 
 def _class_term(logits: Array, classes: Array, matched: Array, *, focal: bool, eos_coef: Array,
-                alpha: Array, gamma: ArrayLike, num_boxes: Array,
+                alpha: Array, gamma: Array | float, num_boxes: Array,
                 axis_name: str | None) -> Array:
     """The class loss: CE weighted by the no-object weight (a weighted mean, torch's), or the
     sigmoid focal loss summed over queries and classes and divided by ``num_boxes``."""
@@ -178,7 +179,8 @@ def detr_criterion(
         gamma, "gamma", compute)
     if not _checks.is_traced(t_boxes):
         try:
-            xyxy = np.asarray(convert(np.asarray(t_boxes), box_format, "xyxy"))
+            # a host copy of the targets: convert only slices and adds
+            xyxy = np.asarray(convert(cast(Array, np.asarray(t_boxes)), box_format, "xyxy"))
         except Exception:  # e.g. non-addressable sharded arrays
             xyxy = None
         if xyxy is not None and np.any((xyxy[..., 2] < xyxy[..., 0])
@@ -202,7 +204,11 @@ def _criterion(logits: Array, boxes: Array, labels: Array, t_boxes: Array, mask:
     compute = logits.dtype
     num_logits = logits.shape[-1]
     num_classes = num_logits if focal else num_logits - 1
-    focal_gamma = static_gamma if static_gamma is not None else traced_gamma
+    if static_gamma is not None:
+        focal_gamma: Array | float = static_gamma
+    else:  # detr_criterion passes one of the two
+        assert traced_gamma is not None
+        focal_gamma = traced_gamma
     t_xyxy = convert(t_boxes, box_format, "xyxy")
     inverted = (t_xyxy[..., 2] < t_xyxy[..., 0]) | (t_xyxy[..., 3] < t_xyxy[..., 1])
     bad = jnp.any(inverted | (mask & out_of_range(labels, num_classes)), axis=1)   # [N]

@@ -117,6 +117,7 @@ class LPIPSNetwork(nnx.Module):
         if net not in CHANNELS:
             raise ValueError(f"net must be 'alex' or 'vgg'; got {net!r}.")
         self.net = net
+        self.backbone: _AlexNetFeatures | vgg.VGG16Features
         if net == "alex":
             self.backbone = _AlexNetFeatures(rngs=rngs)
         else:
@@ -137,7 +138,7 @@ class LPIPSNetwork(nnx.Module):
         shift = jnp.asarray(_SHIFT, x.dtype)
         scale = jnp.asarray(_SCALE, x.dtype)
         x = (x - shift[None, None, None, :]) / scale[None, None, None, :]
-        if self.net == "alex":
+        if isinstance(self.backbone, _AlexNetFeatures):  # net == "alex"
             return self.backbone(x)
         features = self.backbone(x)
         return [features[name] for name in _VGG_LAYERS]
@@ -207,7 +208,9 @@ def lpips_network(path: str | os.PathLike[str], *, net: Net = "alex") -> LPIPSNe
     if net == "vgg":
         module.backbone = trunk
     else:
+        assert isinstance(module.backbone, _AlexNetFeatures)  # net == "alex"
         for conv, (i, cin, cout, k, *_) in zip(module.backbone.convs, _ALEX, strict=True):
+            assert conv.bias is not None  # the trunk's convolutions have biases
             conv.kernel.set_value(jnp.asarray(
                     _take(weights, f"features.{i}.weight", (k, k, cin, cout), path)))
             conv.bias.set_value(jnp.asarray(_take(weights, f"features.{i}.bias", (cout,), path)))
@@ -265,9 +268,10 @@ def convert_checkpoint(sources: Sequence[str | os.PathLike[str]], dst: str | os.
     def tensor(key: str, shape: tuple[int, ...]) -> np.ndarray:
         if key not in state:
             raise ValueError(f"the checkpoints have no {key!r} (net={net!r}).")
-        if not isinstance(state[key], torch.Tensor):
-            raise ValueError(f"{key!r} is a {type(state[key]).__name__}, not a tensor.")
-        value = state[key].detach().to(torch.float32).numpy()
+        stored = state[key]
+        if not isinstance(stored, torch.Tensor):
+            raise ValueError(f"{key!r} is a {type(stored).__name__}, not a tensor.")
+        value = stored.detach().to(torch.float32).numpy()
         if value.size != int(np.prod(shape)) or (len(shape) > 1 and value.shape != shape):
             raise ValueError(f"{key!r} has shape {value.shape}; expected {shape}.")
         return value.reshape(shape)
@@ -280,7 +284,7 @@ def convert_checkpoint(sources: Sequence[str | os.PathLike[str]], dst: str | os.
     for k, c in enumerate(CHANNELS[net]):
         arrays[f"lin{k}.weight"] = np.ascontiguousarray(tensor(f"lin{k}.weight", (c,)))
     if dst.endswith(".npz"):
-        np.savez(dst, **arrays)
+        np.savez(dst, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
     else:
         vgg._safetensors().save_file(arrays, dst)
     return sorted(arrays)

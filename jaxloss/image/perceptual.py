@@ -148,7 +148,7 @@ def _select(
                     f"{len(keys)} feature maps; give one weight per map."
             )
         chosen = list(zip(keys, layer_weights, strict=True))
-    out = []
+    out: list[tuple[Any, Array | None]] = []
     for key, weight in chosen:
         name = f"layer_weights[{key!r}]"
         _checks.check_range(weight, name, low=0.0)
@@ -172,15 +172,15 @@ def _feature_pairs(
                 f"feature_fn returned layers {keys_p} for the predictions but {keys_t} for the "
                 "targets; it must return the same layers for both."
         )
-    fp, ft = dict(fp), dict(ft)
+    maps_p, maps_t = dict(fp), dict(ft)
     for key in keys_p:
-        if fp[key].shape != ft[key].shape:
+        if maps_p[key].shape != maps_t[key].shape:
             raise ValueError(
-                    f"feature map {key!r} has shape {fp[key].shape} for the predictions but "
-                    f"{ft[key].shape} for the targets."
+                    f"feature map {key!r} has shape {maps_p[key].shape} for the predictions but "
+                    f"{maps_t[key].shape} for the targets."
             )
-    return [(weight, fp[key].astype(compute), ft[key].astype(compute))
-            for key, weight in _select(list(fp.items()), by_name, layer_weights, compute)]
+    return [(weight, maps_p[key].astype(compute), maps_t[key].astype(compute))
+            for key, weight in _select(list(maps_p.items()), by_name, layer_weights, compute)]
 
 
 def _weighted_sum(terms: list[tuple[Array | None, Array]]) -> Array:
@@ -188,6 +188,7 @@ def _weighted_sum(terms: list[tuple[Array | None, Array]]) -> Array:
     for weight, term in terms:
         term = term if weight is None else weight * term
         total = term if total is None else total + term
+    assert total is not None  # _layers and _select never leave an empty list of layers
     return total
 
 

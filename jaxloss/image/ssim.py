@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,9 @@ from jaxloss._checks import Reduction
 from jaxloss._numerics import safe_pow
 from jaxloss.image._common import image_pair
 from jaxloss.registry import _builtin
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = [
     "ms_ssim_loss",
@@ -128,6 +131,7 @@ def _filter_axis(z: Array, window: tuple[float, ...], axis: int, step: int) -> A
     for k, tap in enumerate(window):  # static: window_size taps
         term = lax.slice_in_dim(z, k * step, k * step + size, axis=axis) * tap
         out = term if out is None else out + term
+    assert out is not None  # window has at least one tap (window_size >= 1)
     return out
 
 
@@ -205,13 +209,13 @@ def _ssim_stats(x: Array, y: Array, c1: Array, c2: Array, window: tuple[float, .
     return _stats_value(x, y, c1, c2, window, padding, kind)
 
 
-def _is_zero(tangent: object) -> bool:
+def _is_zero(tangent: object) -> TypeIs[SymbolicZero]:
     return isinstance(tangent, SymbolicZero)
 
 
 @functools.partial(_ssim_stats.defjvp, symbolic_zeros=True)
 def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
-                    primals: tuple[Array, ...], tangents: tuple[object, ...],
+                    primals: tuple[Array, ...], tangents: tuple[Array | SymbolicZero, ...],
                     ) -> tuple[Array, Array]:
     """Value and tangent from the analytic gradient of the mean map.
 
@@ -323,6 +327,7 @@ def _ms_ssim_values(x: Array, y: Array, c1: Array, c2: Array, *, window: tuple[f
         product = factor if product is None else product * factor
         if not last:
             x, y = _downsample(x), _downsample(y)
+    assert product is not None  # ms_ssim_loss checks power_factors is not empty
     return 1.0 - jnp.mean(product, axis=-1)
 
 

@@ -378,7 +378,7 @@ def convert_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str])
                 value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
             arrays[key] = np.ascontiguousarray(value)
     if dst.endswith(".npz"):
-        np.savez(dst, **arrays)
+        np.savez(dst, **arrays)  # type: ignore[arg-type]  # numpy's stub: **kwds vs allow_pickle
     else:
         _safetensors().save_file(arrays, dst)
     return sorted(arrays)

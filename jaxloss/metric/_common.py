@@ -49,7 +49,7 @@ def same_label(labels_a: Array, labels_b: Array) -> Array:
 
 
 def embeddings_and_labels(
-    embeddings: object, labels: object, *, embeddings_name: str = "embeddings",
+    embeddings: ArrayLike, labels: ArrayLike, *, embeddings_name: str = "embeddings",
     labels_name: str = "labels",
 ) -> tuple[Array, Array, jnp.dtype]:
     """Validates ``(N, d)`` float embeddings and ``(N,)`` int labels; returns them in the
@@ -310,7 +310,10 @@ class PairBatch(NamedTuple):
 
 
 def pair_batch(embeddings: ArrayLike, labels: ArrayLike, where: ArrayLike | None,
-               axis_name: str | None, refs: tuple = (None, None, None)) -> PairBatch:
+               axis_name: str | None,
+               refs: tuple[ArrayLike | None, ArrayLike | None, ArrayLike | None] = (
+                   None, None, None),
+               ) -> PairBatch:
     """The common set-up of the batch-wide losses: validation, masking (rows ``where`` drops
     are zeroed, first half of the double where), the keys and the pair masks.
 
@@ -349,7 +352,7 @@ class ContrastiveKeys(NamedTuple):
     keys: Array           # [M, d] gathered (normalised) rows, or the references
     labels: Array | None  # [M] their labels (None: unlabelled pairs)
     present: Array        # [M] rows in the batch (``where`` True, weight nonzero)
-    index: Array          # [n] global index of each local row (-1: no self-pair)
+    index: Array  # type: ignore[assignment]  # shadows tuple.index; [n] global index of each local row (-1: no self-pair)
     pairs: Array | None = None  # [n, M] with a reference set: the pairs that take part
 
 

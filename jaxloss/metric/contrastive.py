@@ -113,6 +113,7 @@ def _ntxent_values(x: Array, labels: Array, kept: Array | None, inv_temperature:
     """Labelled form, per anchor: the sum of its positive pairs' terms, and their number."""
     x = _common.l2_normalize(x)
     batch = _common.contrastive_keys(x, labels, kept, axis_name, ref)
+    assert batch.labels is not None  # contrastive_keys keeps the given labels
     return _ntxent_per_anchor(x, labels, batch.index, batch.keys, batch.labels, batch.present,
                               inv_temperature, block_size, axis_name, batch.pairs)
 
@@ -369,6 +370,7 @@ def _supcon_values(x: Array, labels: Array, kept: Array | None, inv_temperature:
     rows = x.shape[0]
     x = _common.l2_normalize(x)
     batch = _common.contrastive_keys(x, labels, kept, axis_name, ref)
+    assert batch.labels is not None  # contrastive_keys keeps the given labels
     index = batch.index
     extras = (batch.labels, batch.present) + (() if batch.pairs is None else (batch.pairs.T,))
 

@@ -64,7 +64,7 @@ def _clip_unit(c: Array) -> Array:
     return jnp.where(c > 1, one, jnp.where(c < -1, -one, c))
 
 
-def _arcface_target(margin: Array) -> Callable[[Array, Array], Array]:
+def _arcface_target(margin: ArrayLike) -> Callable[[Array, Array], Array]:
     """PML's ArcFace target: ``cos(theta + m)`` while ``theta <= pi - m``, else
     ``cos theta - m sin m`` (keeps the logit decreasing in theta), without ``arccos``."""
 

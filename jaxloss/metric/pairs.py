@@ -137,11 +137,12 @@ def contrastive_loss(
                                    dtype=dtype)
     # PML: two sub-losses (similar and dissimilar pairs), each reduced by its
     # AvgNonZeroReducer, summed.
-    total = sum(_reduce.reduce_loss(values, reduction="avg_non_zero",
-                                    where=group if mask is None else group & mask,
-                                    weights=weights, reductions=_checks.NON_ZERO_REDUCTIONS)
-                for group in (similar, ~similar))
-    return total.astype(dtype)
+    positive, negative = (
+        _reduce.reduce_loss(values, reduction="avg_non_zero",
+                            where=group if mask is None else group & mask,
+                            weights=weights, reductions=_checks.NON_ZERO_REDUCTIONS)
+        for group in (similar, ~similar))
+    return (positive + negative).astype(dtype)
 
 
 def _pair_mask(where: ArrayLike | None, shape: tuple[int, ...]) -> Array | None:

@@ -255,6 +255,7 @@ def _soft_erode(x: Array) -> Array:
         window = tuple(3 if a == axis else 1 for a in range(spatial))
         pooled = _pool(x, window, jax.lax.min, jnp.inf)
         eroded = pooled if eroded is None else jnp.minimum(eroded, pooled)
+    assert eroded is not None  # 2 or 3 spatial axes
     return eroded
 
 

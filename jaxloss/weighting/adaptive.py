@@ -72,7 +72,7 @@ class GradNormState(NamedTuple):
 
     weights: Array  # (K,) float32, sum K
     initial_losses: Array  # (K,) float32
-    count: Array  # int32
+    count: Array  # type: ignore[assignment]  # public field shadows tuple.count; int32
 
 
 class RandomWeightingState(NamedTuple):
@@ -335,7 +335,7 @@ def random_weighting(*, key: ArrayLike | int = 0) -> LossWeighting:
     """
     if isinstance(key, bool):
         raise TypeError(f"key must be a PRNG key or an int seed; got {key!r}.")
-    start = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    start = jax.random.PRNGKey(key) if isinstance(key, int) else jnp.asarray(key)
 
     def init(num_tasks: int) -> tuple[tuple[()], RandomWeightingState]:
         num_tasks_of(num_tasks)

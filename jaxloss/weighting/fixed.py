@@ -53,7 +53,7 @@ def static(weights: ArrayLike | Sequence[float]) -> LossWeighting:
       ``EW`` (equal weights, all ones).
     """
     _checks.check_range(weights, "weights", low=0.0)
-    weights = _checks.hyperparameter(weights, "weights", F32, scalar=False)
+    weights = _checks.hyperparameter(jnp.asarray(weights), "weights", F32, scalar=False)
     if weights.ndim != 1 or weights.shape[0] == 0:
         raise ValueError(f"weights must be a non-empty vector (K,); got shape {weights.shape}.")
     num = weights.shape[0]
