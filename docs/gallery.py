@@ -13,7 +13,16 @@ input builders chosen by the loss's family and signature:
 * box losses: the loss against the shift and the scale of a box;
 * metric and self-supervised losses: the loss against the angle between
   embeddings that should agree;
-* image losses: the loss against the strength of added noise.
+* image losses: the loss against the strength of added noise;
+* rotated boxes ``(cx, cy, w, h, θ)``: the loss against the angle and the
+  shift of a box; binned regression (logits over ``R + 1`` bins): the loss
+  against the target position for a few fixed distributions;
+* long-tail losses taking class counts or priors: value and gradient against
+  the true-class logit, for a frequent and a rare class;
+* keypoints: the loss against the distance of every keypoint for three
+  instance areas, or against the offset of a 1-D coordinate peak;
+* dense maps (flow, depth, displacement): the loss of ``a × map + b + σ noise``
+  against the map, one sweep of ``a``, ``b`` and ``σ`` each.
 
 The first probe that gives a finite curve wins. A loss that no probe can
 draw is listed on the page with the reason, generated from its signature
@@ -591,6 +600,12 @@ def probe_dense_map(fn: Callable[..., Any], arrays: list[str], family: str) -> D
         except Exception as error:
             errors.append(error)
             continue
+        # an invariance shows as a flat line, not as float32 rounding blown up by autoscale
+        top = max(np.abs(y).max() for p in panels for _, y in p.curves.values())
+        for p in panels:
+            x, y = p.curves["default"]
+            if np.ptp(y) <= 1e-4 * top:
+                p.curves["default"] = (x, np.full_like(y, y.mean()))
         what = "map" if len(arrays) == 1 else f"{arrays[0]} against {arrays[1]}"
         return Drawing("dense map", panels, note=f"{what}, {size}×{size}×{c}")
     raise errors[0] if all(isinstance(e, ProbeError) for e in errors) else next(
@@ -677,6 +692,9 @@ def render(result: Result, path: pathlib.Path) -> None:
             ax.minorticks_off()
         ax.set_xlabel(panel.xlabel, fontsize=8)
         ax.set_ylabel(panel.ylabel, fontsize=8)
+        ys = np.concatenate([y for _, y in panel.curves.values()])
+        if np.ptp(ys) == 0:  # a constant: centre it instead of a ±5 % band around nothing
+            ax.set_ylim(min(0.0, ys[0]) - 0.05, max(0.0, ys[0]) * 1.5 + 0.05)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, frameon=False)
@@ -783,8 +801,11 @@ def _page(results: list[Result]) -> str:
              "residual or the logit (the first numeric hyperparameter at half, once and twice "
              "its default), overlap losses against the IoU of a sliding square, box losses "
              "against a box's shift and scale, metric losses against the angle between "
-             "embeddings that should agree, image losses against added noise. The dashed "
-             "line is ``1 − IoU`` where it applies.", ""]
+             "embeddings that should agree, image losses against added noise, rotated boxes "
+             "against a box's angle and shift, long-tail losses against the true-class "
+             "logit of a frequent and a rare class, keypoint losses against the keypoints' "
+             "distance, dense maps (flow, depth, displacement) against a scale, an offset "
+             "and noise. The dashed line is ``1 − IoU`` where it applies.", ""]
     drawn = [r for r in results if r.drawing is not None]
     skipped = [r for r in results if r.drawing is None]
     extra = sorted({r.family for r in results} - set(registry.FAMILIES))
