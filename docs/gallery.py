@@ -34,6 +34,7 @@ what changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -134,6 +135,35 @@ def _finite(values: Any, size: int | None = None) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(*args, reduction="none", **hp)`` under one ``jit``, the hyperparameters traced."""
+    jax, _ = _jax()
+    return jax.jit(lambda args, hp: fn(*args, reduction="none", **hp))
+
+
+def _none(fn: Callable[..., Any], *args: Any, **hp: Any) -> Any:
+    """``fn(*args, reduction="none", **hp)``: compiled, eager where that fails.
+
+    A loss runs op by op in a fraction of the time that compiling each
+    operation for each new shape takes, so the gallery compiles whole calls,
+    once for every value of a hyperparameter. Each value is first checked by
+    tracing the loss with it as a Python number (``eval_shape``: no compiling),
+    so that a loss still rejects an out-of-range value; a loss that cannot be
+    traced, or whose compiled value is not finite, runs eagerly and raises
+    its own error.
+    """
+    jax, _ = _jax()
+    try:
+        jax.eval_shape(lambda *a: fn(*a, reduction="none", **hp), *args)
+        out = np.asarray(_compiled(fn)(args, hp), dtype=np.float64)
+        if np.all(np.isfinite(out)):
+            return out
+    except Exception:
+        pass
+    return fn(*args, reduction="none", **hp)
+
+
 def _hyper_curves(fn: Callable[..., Any], curve: Callable[..., tuple[np.ndarray, ...]],
                   ) -> dict[str, tuple[np.ndarray, ...]]:
     """``curve(**hp)`` for each value of the swept hyperparameter; the default alone otherwise."""
@@ -156,8 +186,18 @@ def _elementwise(fn: Callable[..., Any], x: np.ndarray, build: Callable[[Any], t
     """A curve function: value (``reduction="none"``) and derivative along ``x``."""
     jax, jnp = _jax()
 
+    def both(z: Any, hp: dict[str, Any]) -> tuple[Any, Any]:
+        value, vjp = jax.vjp(lambda z: fn(*build(z), reduction="none", **hp), z)
+        return value, vjp(jnp.ones_like(value))[0]
+
+    fast = jax.jit(both)
+
     def curve(**hp: Any) -> tuple[np.ndarray, np.ndarray]:
         xs = jnp.asarray(x, dtype=jnp.float32)
+        with contextlib.suppress(Exception):  # compiled once; eager below where that fails
+            jax.eval_shape(lambda z: both(z, hp), xs)  # hp concrete: range checks run (see _none)
+            value, grad = fast(xs, hp)
+            return _finite(value, x.size), _finite(grad, x.size)
         value = _finite(fn(*build(xs), reduction="none", **hp), x.size)
         total = lambda z: jnp.sum(fn(*build(z), reduction="none", **hp))  # noqa: E731
         grad = _finite(jax.grad(total)(xs), x.size)
@@ -277,7 +317,7 @@ def probe_overlap(fn: Callable[..., Any], arrays: list[str], family: str) -> Dra
 
 def _per_item(fn: Callable[..., Any], args: tuple, n: int, **hp: Any) -> np.ndarray:
     """The loss of each item of the batch: one call when ``none`` keeps the batch axis."""
-    values = np.asarray(fn(*args, reduction="none", **hp), dtype=np.float64)
+    values = np.asarray(_none(fn, *args, **hp), dtype=np.float64)
     if values.ndim >= 1 and values.shape[0] == n:
         return _finite(values.reshape(n, -1).mean(1))
     return _finite([float(fn(*(a[i:i + 1] for a in args), **hp)) for i in range(n)])
@@ -298,7 +338,7 @@ def probe_boxes(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawi
     def values(boxes, **hp):
         b = jnp.asarray(boxes, jnp.float32)
         t = jnp.asarray(np.broadcast_to(target, boxes.shape), jnp.float32)
-        return _finite(fn(b, t, reduction="none", **hp), len(boxes))
+        return _finite(_none(fn, b, t, **hp), len(boxes))
 
     curves = _hyper_curves(fn, lambda **hp: (values(shifted, **hp), values(scaled, **hp)))
     iou_shift = np.clip(1 - np.abs(shift), 0, None) / (1 + np.clip(np.abs(shift), None, 1))
@@ -324,8 +364,16 @@ def _theta_curves(fn: Callable[..., Any], build: Callable[[Any], tuple]) -> dict
     """The loss (``mean``) at each angle: one vmapped call, or a loop when vmap fails."""
     jax, jnp = _jax()
 
+    def batch(thetas: Any, hp: dict[str, Any]) -> Any:
+        return jax.vmap(lambda th: fn(*build(th), **hp))(thetas)
+
+    fast = jax.jit(batch)
+
     def curve(**hp):
         thetas = jnp.asarray(THETA, jnp.float32)
+        with contextlib.suppress(Exception):  # compiled once; eager below where that fails
+            jax.eval_shape(lambda t: batch(t, hp), thetas)  # range checks, as in _none
+            return (_finite(fast(thetas, hp), len(THETA)),)
         try:
             return (_finite(jax.vmap(lambda th: fn(*build(th), **hp))(thetas), len(THETA)),)
         except ProbeError:
@@ -467,8 +515,7 @@ def probe_rotated_boxes(fn: Callable[..., Any], arrays: list[str], family: str) 
 
     def values(boxes, **hp):
         t = jnp.asarray(np.broadcast_to(target, boxes.shape), jnp.float32)
-        return _finite(fn(jnp.asarray(boxes, jnp.float32), t, reduction="none", **hp),
-                       len(boxes))
+        return _finite(_none(fn, jnp.asarray(boxes, jnp.float32), t, **hp), len(boxes))
 
     curves = _hyper_curves(fn, lambda **hp: (values(turned, **hp), values(shifted, **hp)))
     return Drawing("rotated boxes", [
@@ -492,7 +539,7 @@ def probe_bins(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawin
     curves = {}
     for label, p in dists.items():
         logits = jnp.asarray(np.broadcast_to(np.log(p / p.sum()), (G, bins)), jnp.float32)
-        values = fn(logits, jnp.asarray(y, jnp.float32), reduction="none")
+        values = _none(fn, logits, jnp.asarray(y, jnp.float32))
         curves[label] = (y, _finite(values, G))
     return Drawing("bins", [Panel(f"target position in [0, {bins - 1}] (bins)", "loss", curves)],
                    note=f"fixed distributions over {bins} bins")
@@ -534,8 +581,8 @@ def probe_keypoints(fn: Callable[..., Any], arrays: list[str], family: str) -> D
     curves = {}
     for side in (32, 64, 128):
         areas = jnp.full(len(d), float(side * side), jnp.float32)
-        values = fn(jnp.asarray(preds, jnp.float32), jnp.asarray(targets, jnp.float32), vis,
-                    areas, reduction="none")
+        values = _none(fn, jnp.asarray(preds, jnp.float32), jnp.asarray(targets, jnp.float32),
+                       vis, areas)
         curves[f"area {side}²"] = (d, _finite(values, len(d)))
     return Drawing("keypoints", [Panel("distance of every keypoint (pixels)", "loss", curves)],
                    note=f"{k} keypoints")
@@ -556,7 +603,7 @@ def probe_coordinate_bins(fn: Callable[..., Any], arrays: list[str], family: str
     def curve(**hp):
         xs = jnp.asarray(x_logits, jnp.float32)
         t = jnp.asarray(target, jnp.float32)
-        return (_finite(fn(xs, t, xs * 0 + t, t, reduction="none", **hp), len(offset)),)
+        return (_finite(_none(fn, xs, t, xs * 0 + t, t, **hp), len(offset)),)
 
     curves = _hyper_curves(fn, curve)
     return Drawing("coordinate bins", [Panel(
