@@ -451,7 +451,7 @@ def probe_class_matrix(fn: Callable[..., Any], arrays: list[str], family: str) -
         raise ProbeError("takes no (embeddings, labels, class matrix) triple")
     labels = jnp.array([0], jnp.int32)
     widths = {1} | {v for v in _keyword_defaults(fn).values()
-                    if isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 8}
+                    if isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 16}
     errors = []
     for k in sorted(widths):
         # C = 2 classes at 0° and 90° (each repeated k times for sub-centres), d = 3
