@@ -13,7 +13,16 @@ input builders chosen by the loss's family and signature:
 * box losses: the loss against the shift and the scale of a box;
 * metric and self-supervised losses: the loss against the angle between
   embeddings that should agree;
-* image losses: the loss against the strength of added noise.
+* image losses: the loss against the strength of added noise;
+* rotated boxes ``(cx, cy, w, h, θ)``: the loss against the angle and the
+  shift of a box; binned regression (logits over ``R + 1`` bins): the loss
+  against the target position for a few fixed distributions;
+* long-tail losses taking class counts or priors: value and gradient against
+  the true-class logit, for a frequent and a rare class;
+* keypoints: the loss against the distance of every keypoint for three
+  instance areas, or against the offset of a 1-D coordinate peak;
+* dense maps (flow, depth, displacement): the loss of ``a × map + b + σ noise``
+  against the map, one sweep of ``a``, ``b`` and ``σ`` each.
 
 The first probe that gives a finite curve wins. A loss that no probe can
 draw is listed on the page with the reason, generated from its signature
@@ -25,6 +34,7 @@ what changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -125,6 +135,35 @@ def _finite(values: Any, size: int | None = None) -> np.ndarray:
     return out
 
 
+@functools.cache
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn(*args, reduction="none", **hp)`` under one ``jit``, the hyperparameters traced."""
+    jax, _ = _jax()
+    return jax.jit(lambda args, hp: fn(*args, reduction="none", **hp))
+
+
+def _none(fn: Callable[..., Any], *args: Any, **hp: Any) -> Any:
+    """``fn(*args, reduction="none", **hp)``: compiled, eager where that fails.
+
+    A loss runs op by op in a fraction of the time that compiling each
+    operation for each new shape takes, so the gallery compiles whole calls,
+    once for every value of a hyperparameter. Each value is first checked by
+    tracing the loss with it as a Python number (``eval_shape``: no compiling),
+    so that a loss still rejects an out-of-range value; a loss that cannot be
+    traced, or whose compiled value is not finite, runs eagerly and raises
+    its own error.
+    """
+    jax, _ = _jax()
+    try:
+        jax.eval_shape(lambda *a: fn(*a, reduction="none", **hp), *args)
+        out = np.asarray(_compiled(fn)(args, hp), dtype=np.float64)
+        if np.all(np.isfinite(out)):
+            return out
+    except Exception:
+        pass
+    return fn(*args, reduction="none", **hp)
+
+
 def _hyper_curves(fn: Callable[..., Any], curve: Callable[..., tuple[np.ndarray, ...]],
                   ) -> dict[str, tuple[np.ndarray, ...]]:
     """``curve(**hp)`` for each value of the swept hyperparameter; the default alone otherwise."""
@@ -147,8 +186,18 @@ def _elementwise(fn: Callable[..., Any], x: np.ndarray, build: Callable[[Any], t
     """A curve function: value (``reduction="none"``) and derivative along ``x``."""
     jax, jnp = _jax()
 
+    def both(z: Any, hp: dict[str, Any]) -> tuple[Any, Any]:
+        value, vjp = jax.vjp(lambda z: fn(*build(z), reduction="none", **hp), z)
+        return value, vjp(jnp.ones_like(value))[0]
+
+    fast = jax.jit(both)
+
     def curve(**hp: Any) -> tuple[np.ndarray, np.ndarray]:
         xs = jnp.asarray(x, dtype=jnp.float32)
+        with contextlib.suppress(Exception):  # compiled once; eager below where that fails
+            jax.eval_shape(lambda z: both(z, hp), xs)  # hp concrete: range checks run (see _none)
+            value, grad = fast(xs, hp)
+            return _finite(value, x.size), _finite(grad, x.size)
         value = _finite(fn(*build(xs), reduction="none", **hp), x.size)
         total = lambda z: jnp.sum(fn(*build(z), reduction="none", **hp))  # noqa: E731
         grad = _finite(jax.grad(total)(xs), x.size)
@@ -268,7 +317,7 @@ def probe_overlap(fn: Callable[..., Any], arrays: list[str], family: str) -> Dra
 
 def _per_item(fn: Callable[..., Any], args: tuple, n: int, **hp: Any) -> np.ndarray:
     """The loss of each item of the batch: one call when ``none`` keeps the batch axis."""
-    values = np.asarray(fn(*args, reduction="none", **hp), dtype=np.float64)
+    values = np.asarray(_none(fn, *args, **hp), dtype=np.float64)
     if values.ndim >= 1 and values.shape[0] == n:
         return _finite(values.reshape(n, -1).mean(1))
     return _finite([float(fn(*(a[i:i + 1] for a in args), **hp)) for i in range(n)])
@@ -289,7 +338,7 @@ def probe_boxes(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawi
     def values(boxes, **hp):
         b = jnp.asarray(boxes, jnp.float32)
         t = jnp.asarray(np.broadcast_to(target, boxes.shape), jnp.float32)
-        return _finite(fn(b, t, reduction="none", **hp), len(boxes))
+        return _finite(_none(fn, b, t, **hp), len(boxes))
 
     curves = _hyper_curves(fn, lambda **hp: (values(shifted, **hp), values(scaled, **hp)))
     iou_shift = np.clip(1 - np.abs(shift), 0, None) / (1 + np.clip(np.abs(shift), None, 1))
@@ -315,8 +364,16 @@ def _theta_curves(fn: Callable[..., Any], build: Callable[[Any], tuple]) -> dict
     """The loss (``mean``) at each angle: one vmapped call, or a loop when vmap fails."""
     jax, jnp = _jax()
 
+    def batch(thetas: Any, hp: dict[str, Any]) -> Any:
+        return jax.vmap(lambda th: fn(*build(th), **hp))(thetas)
+
+    fast = jax.jit(batch)
+
     def curve(**hp):
         thetas = jnp.asarray(THETA, jnp.float32)
+        with contextlib.suppress(Exception):  # compiled once; eager below where that fails
+            jax.eval_shape(lambda t: batch(t, hp), thetas)  # range checks, as in _none
+            return (_finite(fast(thetas, hp), len(THETA)),)
         try:
             return (_finite(jax.vmap(lambda th: fn(*build(th), **hp))(thetas), len(THETA)),)
         except ProbeError:
@@ -394,7 +451,7 @@ def probe_class_matrix(fn: Callable[..., Any], arrays: list[str], family: str) -
         raise ProbeError("takes no (embeddings, labels, class matrix) triple")
     labels = jnp.array([0], jnp.int32)
     widths = {1} | {v for v in _keyword_defaults(fn).values()
-                    if isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 8}
+                    if isinstance(v, int) and not isinstance(v, bool) and 1 < v <= 16}
     errors = []
     for k in sorted(widths):
         # C = 2 classes at 0° and 90° (each repeated k times for sub-centres), d = 3
@@ -423,7 +480,7 @@ def probe_image_noise(fn: Callable[..., Any], arrays: list[str], family: str) ->
         raise ProbeError("takes other than one or two arrays")
     sigma = np.linspace(0.0, 0.3, 13)
     errors = []
-    for size in (24, 48):
+    for size in (24, 48, 176):  # 176 = 11 × 2^4: five scales of an 11-tap window
         clean = _image(size)
         noise = np.random.default_rng(0).standard_normal(clean.shape)
         batch = jnp.asarray(clean + sigma[:, None, None, None] * noise, jnp.float32)
@@ -440,19 +497,183 @@ def probe_image_noise(fn: Callable[..., Any], arrays: list[str], family: str) ->
     raise errors[-1]
 
 
+# -- second-round probes: rotated boxes, bins, class counts, keypoints, dense maps ------
+
+
+def probe_rotated_boxes(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """Rotated boxes ``(cx, cy, w, h, θ)``: a 4×2 box turned, and shifted, against itself."""
+    _, jnp = _jax()
+    if len(arrays) != 2:
+        raise ProbeError("takes other than two arrays")
+    target = np.array([0.0, 0.0, 4.0, 2.0, 0.0])
+    angle = np.linspace(0.0, np.pi, 61)
+    shift = np.linspace(-6.0, 6.0, 61)
+    turned = np.tile(target, (len(angle), 1))
+    turned[:, 4] = angle
+    shifted = np.tile(target, (len(shift), 1))
+    shifted[:, 0] = shift
+
+    def values(boxes, **hp):
+        t = jnp.asarray(np.broadcast_to(target, boxes.shape), jnp.float32)
+        return _finite(_none(fn, jnp.asarray(boxes, jnp.float32), t, **hp), len(boxes))
+
+    curves = _hyper_curves(fn, lambda **hp: (values(turned, **hp), values(shifted, **hp)))
+    return Drawing("rotated boxes", [
+        Panel("angle between the boxes (degrees)", "loss",
+              {k: (np.degrees(angle), v[0]) for k, v in curves.items()}),
+        Panel("shift along the long side", "loss", {k: (shift, v[1]) for k, v in curves.items()}),
+    ], note="(cx, cy, w, h, θ) boxes of 4×2")
+
+
+def probe_bins(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """(logits over R + 1 bins, continuous target in [0, R]): the loss against the target."""
+    _, jnp = _jax()
+    if len(arrays) != 2:
+        raise ProbeError("takes other than two arrays")
+    bins = 5
+    y = np.linspace(0.0, bins - 1.0, G)
+    centres = np.arange(bins)
+    dists = {"peaked at bin 2": np.exp(-2.0 * (centres - 2.0) ** 2),
+             "split between bins 1 and 3": np.isin(centres, (1, 3)) + 0.02,
+             "uniform": np.ones(bins)}
+    curves = {}
+    for label, p in dists.items():
+        logits = jnp.asarray(np.broadcast_to(np.log(p / p.sum()), (G, bins)), jnp.float32)
+        values = _none(fn, logits, jnp.asarray(y, jnp.float32))
+        curves[label] = (y, _finite(values, G))
+    return Drawing("bins", [Panel(f"target position in [0, {bins - 1}] (bins)", "loss", curves)],
+                   note=f"fixed distributions over {bins} bins")
+
+
+def probe_class_counts(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """(logits, labels, per-class counts or priors): a frequent and a rare true class."""
+    _, jnp = _jax()
+    if len(arrays) != 3 or not any(w in arrays[2] for w in ("count", "prior", "freq")):
+        raise ProbeError("takes no (logits, labels, class counts or priors) triple")
+    counts = np.array([1000.0, 100.0, 10.0])
+    stats = counts / counts.sum() if "count" not in arrays[2] else counts
+    # a large default scale means cosine logits: sweep them in [-1, 1]
+    scale = _keyword_defaults(fn).get("scale")
+    span = 1.0 if isinstance(scale, (int, float)) and scale > 5 else 6.0
+    x = np.linspace(-span, span, G)
+    curves = {}
+    for label, c in (("frequent class (n = 1000)", 0), ("rare class (n = 10)", 2)):
+        def build(z, c=c):
+            logits = jnp.zeros((G, 3), jnp.float32).at[:, c].set(z)
+            return logits, jnp.full(G, c, jnp.int32), jnp.asarray(stats, jnp.float32)
+        curves[label] = _elementwise(fn, x, build)()
+    what = "counts" if "count" in arrays[2] else "priors"
+    return Drawing("class counts", _value_grad_panels(
+        curves, x, "logit of the true class (others 0)"),
+        note=f"3 classes, {what} from counts 1000 : 100 : 10")
+
+
+def probe_keypoints(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """(predictions, targets, visibility, areas): every keypoint d pixels off, for 3 areas."""
+    _, jnp = _jax()
+    if len(arrays) != 4 or "area" not in arrays[3]:
+        raise ProbeError("takes no (predictions, targets, visibility, areas) quadruple")
+    k = 17
+    d = np.linspace(0.0, 40.0, 81)
+    targets = np.zeros((len(d), k, 2))
+    preds = targets + np.stack([d, 0 * d], -1)[:, None, :]
+    vis = jnp.ones((len(d), k), jnp.float32)
+    curves = {}
+    for side in (32, 64, 128):
+        areas = jnp.full(len(d), float(side * side), jnp.float32)
+        values = _none(fn, jnp.asarray(preds, jnp.float32), jnp.asarray(targets, jnp.float32),
+                       vis, areas)
+        curves[f"area {side}²"] = (d, _finite(values, len(d)))
+    return Drawing("keypoints", [Panel("distance of every keypoint (pixels)", "loss", curves)],
+                   note=f"{k} keypoints")
+
+
+def probe_coordinate_bins(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """(x_logits, y_logits, x_targets, y_targets): the x peak offset from the target's."""
+    _, jnp = _jax()
+    if len(arrays) != 4:
+        raise ProbeError("takes other than four arrays")
+    width, centre = 48, 24.0
+    offset = np.linspace(-12.0, 12.0, 49)
+    b = np.arange(width)
+    bump = lambda c: np.exp(-((b - c) ** 2) / (2 * 2.0 ** 2))  # noqa: E731
+    x_logits = np.stack([bump(centre + o) for o in offset])[:, None, :]
+    target = np.broadcast_to(bump(centre), x_logits.shape)
+
+    def curve(**hp):
+        xs = jnp.asarray(x_logits, jnp.float32)
+        t = jnp.asarray(target, jnp.float32)
+        return (_finite(_none(fn, xs, t, xs * 0 + t, t, **hp), len(offset)),)
+
+    curves = _hyper_curves(fn, curve)
+    return Drawing("coordinate bins", [Panel(
+        "offset of the predicted x peak (bins; y exact)", "loss",
+        {k: (offset, v[0]) for k, v in curves.items()})],
+        note=f"Gaussian bumps (σ = 2 bins) over {width} bins")
+
+
+def _field(size: int, c: int) -> np.ndarray:
+    """A smooth (size, size, c) map in [0.5, 1.5], a different pattern per channel."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    return np.stack([1 + 0.5 * np.sin((5 + i) * xx + i) * np.cos((3 + i) * yy)
+                     for i in range(c)], -1)
+
+
+def probe_dense_map(fn: Callable[..., Any], arrays: list[str], family: str) -> Drawing:
+    """Dense maps (flow, depth, displacement): a × target + b + σ noise, one sweep each."""
+    _, jnp = _jax()
+    if not 1 <= len(arrays) <= 2:
+        raise ProbeError("takes other than one or two arrays")
+    n, size = 25, 32
+    sweeps = (("scale a of the map", np.geomspace(0.25, 4.0, n), True),
+              ("offset b added to the map", np.linspace(-1.0, 1.0, n), False),
+              ("standard deviation σ of added noise", np.linspace(0.0, 0.5, n), False))
+    errors = []
+    for c in (1, 2, 3):
+        target = _field(size, c)
+        noise = np.random.default_rng(0).standard_normal(target.shape)
+        panels = []
+        try:
+            for i, (label, v, logx) in enumerate(sweeps):
+                a = v if i == 0 else np.ones(n)
+                b = v if i == 1 else np.zeros(n)
+                s = v if i == 2 else np.zeros(n)
+                pred = (a[:, None, None, None] * target + b[:, None, None, None]
+                        + s[:, None, None, None] * noise)
+                args = (jnp.asarray(pred, jnp.float32),
+                        jnp.asarray(np.broadcast_to(target, pred.shape), jnp.float32))
+                values = _per_item(fn, args[: len(arrays)], n)
+                panels.append(Panel(label, "loss", {"default": (v, values)}, logx=logx))
+        except Exception as error:
+            errors.append(error)
+            continue
+        # an invariance shows as a flat line, not as float32 rounding blown up by autoscale
+        top = max(np.abs(y).max() for p in panels for _, y in p.curves.values())
+        for p in panels:
+            x, y = p.curves["default"]
+            if np.ptp(y) <= 1e-4 * top:
+                p.curves["default"] = (x, np.full_like(y, y.mean()))
+        what = "map" if len(arrays) == 1 else f"{arrays[0]} against {arrays[1]}"
+        return Drawing("dense map", panels, note=f"{what}, {size}×{size}×{c}")
+    raise errors[0] if all(isinstance(e, ProbeError) for e in errors) else next(
+        e for e in errors if not isinstance(e, ProbeError))
+
+
 PROBES: dict[str, list[Callable[..., Drawing]]] = {
     "regression": [probe_residual],
-    "classification": [probe_binary_logit, probe_class_logit, probe_residual],
+    "classification": [probe_binary_logit, probe_class_logit, probe_residual,
+                       probe_class_counts],
     "segmentation": [probe_overlap],
-    "detection": [probe_boxes, probe_residual],
+    "detection": [probe_boxes, probe_residual, probe_rotated_boxes, probe_bins],
     "metric": [probe_labelled_embeddings, probe_two_views, probe_class_matrix, probe_pairs,
                probe_triplet],
     "image": [probe_residual, probe_image_noise],
-    "keypoint": [probe_residual],
-    "geometry": [probe_image_noise, probe_residual],
+    "keypoint": [probe_residual, probe_keypoints, probe_coordinate_bins],
+    "geometry": [probe_image_noise, probe_residual, probe_dense_map],
 }
 FALLBACK = [probe_residual, probe_binary_logit, probe_class_logit, probe_labelled_embeddings,
-            probe_two_views, probe_image_noise, probe_boxes]
+            probe_two_views, probe_image_noise, probe_boxes, probe_rotated_boxes,
+            probe_class_counts, probe_keypoints, probe_dense_map]
 
 
 def probes_for(family: str) -> list[Callable[..., Drawing]]:
@@ -511,10 +732,16 @@ def render(result: Result, path: pathlib.Path) -> None:
             ax.plot(x, y, "k--", lw=1.0, label=label)
         if panel.logx:
             ax.set_xscale("log")
-            ax.set_xticks([0.2, 0.5, 1, 2, 5], labels=["0.2", "0.5", "1", "2", "5"])
+            lo, hi = min(x.min() for x, _ in panel.curves.values()), max(
+                x.max() for x, _ in panel.curves.values())
+            ticks = [t for t in (0.2, 0.25, 0.5, 1, 2, 4, 5) if lo <= t <= hi]
+            ax.set_xticks(ticks, labels=[f"{t:g}" for t in ticks])
             ax.minorticks_off()
         ax.set_xlabel(panel.xlabel, fontsize=8)
         ax.set_ylabel(panel.ylabel, fontsize=8)
+        ys = np.concatenate([y for _, y in panel.curves.values()])
+        if np.ptp(ys) == 0:  # a constant: centre it instead of a ±5 % band around nothing
+            ax.set_ylim(min(0.0, ys[0]) - 0.05, max(0.0, ys[0]) * 1.5 + 0.05)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, frameon=False)
@@ -621,8 +848,11 @@ def _page(results: list[Result]) -> str:
              "residual or the logit (the first numeric hyperparameter at half, once and twice "
              "its default), overlap losses against the IoU of a sliding square, box losses "
              "against a box's shift and scale, metric losses against the angle between "
-             "embeddings that should agree, image losses against added noise. The dashed "
-             "line is ``1 − IoU`` where it applies.", ""]
+             "embeddings that should agree, image losses against added noise, rotated boxes "
+             "against a box's angle and shift, long-tail losses against the true-class "
+             "logit of a frequent and a rare class, keypoint losses against the keypoints' "
+             "distance, dense maps (flow, depth, displacement) against a scale, an offset "
+             "and noise. The dashed line is ``1 − IoU`` where it applies.", ""]
     drawn = [r for r in results if r.drawing is not None]
     skipped = [r for r in results if r.drawing is None]
     extra = sorted({r.family for r in results} - set(registry.FAMILIES))
