@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -36,9 +36,6 @@ from jaxloss._checks import Reduction
 from jaxloss._numerics import safe_pow
 from jaxloss.image._common import image_pair
 from jaxloss.registry import _builtin
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeIs
 
 __all__ = [
     "ms_ssim_loss",
@@ -209,10 +206,6 @@ def _ssim_stats(x: Array, y: Array, c1: Array, c2: Array, window: tuple[float, .
     return _stats_value(x, y, c1, c2, window, padding, kind)
 
 
-def _is_zero(tangent: object) -> TypeIs[SymbolicZero]:
-    return isinstance(tangent, SymbolicZero)
-
-
 @functools.partial(_ssim_stats.defjvp, symbolic_zeros=True)
 def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
                     primals: tuple[Array, ...], tangents: tuple[Array | SymbolicZero, ...],
@@ -251,7 +244,7 @@ def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
     d_mean_product = d_a1 - d_a2  # d/d(mx my) through a1 and a2
     for image, other, mean, other_mean, positive, t in (
             (xp, yp, mx, my, x_var, tx), (yp, xp, my, mx, y_var, ty)):
-        if _is_zero(t):
+        if isinstance(t, SymbolicZero):
             continue
         d_square = jnp.where(positive, d_b2, zeros)  # d/d(E[x^2]) through b2 = sxx + ...
         d_mean = 2.0 * (other_mean * d_mean_product + mean * (d_b1 - d_square))
@@ -263,9 +256,9 @@ def _ssim_stats_jvp(window: tuple[float, ...], padding: str, kind: str,
             _, unpad = jax.vjp(lambda z: _reflect(z, window, padding), primals[0])
             (grad,) = unpad(grad)
         tangent = tangent + jnp.sum(grad * t, axis=tuple(range(1, x.ndim - 1)))
-    if not _is_zero(tc1):
+    if not isinstance(tc1, SymbolicZero):
         tangent = tangent + _channel_mean(d_a1 + d_b1, channels) * tc1
-    if not _is_zero(tc2):
+    if not isinstance(tc2, SymbolicZero):
         tangent = tangent + _channel_mean(d_a2 + d_b2, channels) * tc2
     return value, tangent
 
