@@ -9,7 +9,7 @@ what was expected, and how to fix the call.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, overload
 
 import jax
@@ -28,6 +28,33 @@ NON_ZERO_REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none", "avg_non_zero")
 def is_traced(value: Any) -> bool:
     """True when ``value`` is an abstract tracer (its values are unknown now)."""
     return isinstance(value, jax.core.Tracer)
+
+
+def host_copy(value: Any) -> np.ndarray | None:
+    """A NumPy copy of a concrete array, for checks on its values; None when ``value`` is
+    traced (its values are unknown at trace time) or not addressable from this process
+    (a sharded global array)."""
+    if is_traced(value):
+        return None
+    try:
+        return np.asarray(value)
+    except Exception:  # e.g. non-addressable sharded arrays
+        return None
+
+
+def refuse_concrete(bad: Array, message: Callable[[tuple[int, ...]], str]) -> Array | None:
+    """Raises ``ValueError(message(index))`` at the first True entry of a concrete mask.
+
+    Returns None when ``bad`` is concrete and all False, and ``bad`` itself when its
+    values cannot be read now (traced, or not addressable): the caller then turns
+    the loss of the entries it marks into NaN, never a plausible number.
+    """
+    values = host_copy(bad)
+    if values is None:
+        return bad
+    if values.any():
+        raise ValueError(message(tuple(int(i) for i in np.argwhere(values)[0])))
+    return None
 
 
 # Reductions other libraries spell differently, and what to write instead.
@@ -258,11 +285,8 @@ def check_labels_in_range(
     unknown at trace time and the check is skipped (the loss documents what an
     out-of-range label gives there).
     """
-    if is_traced(labels):
-        return
-    try:
-        values = np.asarray(labels)
-    except Exception:  # e.g. non-addressable sharded arrays
+    values = host_copy(labels)
+    if values is None:
         return
     if ignore_index is not None:
         values = values[values != ignore_index]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -39,12 +38,10 @@ def _paddings(value: ArrayLike, name: str, shape: tuple[int, ...], what: str) ->
 
 def _check_label_values(labels: Array, padded: Array, num_classes: int) -> None:
     """Refuses (when concrete) non-padded labels outside ``[0, num_classes)``."""
-    if _checks.is_traced(labels) or _checks.is_traced(padded):
+    label_values, padded_values = _checks.host_copy(labels), _checks.host_copy(padded)
+    if label_values is None or padded_values is None:
         return
-    try:
-        values = np.asarray(labels)[~np.asarray(padded)]
-    except Exception:  # e.g. non-addressable sharded arrays
-        return
+    values = label_values[~padded_values]
     bad = values[(values < 0) | (values >= num_classes)]
     if bad.size:
         raise ValueError(

@@ -57,18 +57,14 @@ def _require_float_targets(targets: ArrayLike, loss: str) -> None:
 
 def _signed_binary_targets(targets: Array) -> Array:
     """Binary targets in {-1, +1}: 0 maps to -1 elementwise; other values are refused."""
-    if not _checks.is_traced(targets):
-        try:
-            values = np.asarray(targets)
-        except Exception:  # e.g. non-addressable sharded arrays
-            values = None
-        if values is not None:
-            bad = ~np.isin(values, (-1.0, 0.0, 1.0))
-            if np.any(bad):
-                raise ValueError(
-                    "targets must hold binary labels in {-1, +1} or {0, 1}; got the value "
-                    f"{values[bad].flat[0]!r}."
-                )
+    values = _checks.host_copy(targets)
+    if values is not None:
+        bad = ~np.isin(values, (-1.0, 0.0, 1.0))
+        if np.any(bad):
+            raise ValueError(
+                "targets must hold binary labels in {-1, +1} or {0, 1}; got the value "
+                f"{values[bad].flat[0]!r}."
+            )
     return jnp.where(targets == 0, -jnp.ones_like(targets), targets)
 
 

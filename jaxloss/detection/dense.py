@@ -356,21 +356,10 @@ def gaussian_focal_loss(
 
 def _check_bin_targets(y: Array, bins: int) -> Array | None:
     """Raises for concrete targets outside ``[0, R]``; the traced mask of them, or None."""
-    bad = (y < 0) | (y > bins - 1)
-    if _checks.is_traced(bad):
-        return bad
-    try:
-        values = np.asarray(bad)
-    except Exception:  # e.g. non-addressable sharded arrays
-        return bad
-    if values.any():
-        index = tuple(int(i) for i in np.argwhere(values)[0])
-        raise ValueError(
-            f"targets holds {float(np.asarray(y)[index])} at index {index}, outside the bins "
-            f"[0, {bins - 1}] of logits with {bins} bins. Clip the regression targets first "
-            f"(ultralytics clips to [0, {bins - 1} - 0.01])."
-        )
-    return None
+    return _checks.refuse_concrete((y < 0) | (y > bins - 1), lambda index: (
+        f"targets holds {float(np.asarray(y)[index])} at index {index}, outside the bins "
+        f"[0, {bins - 1}] of logits with {bins} bins. Clip the regression targets first "
+        f"(ultralytics clips to [0, {bins - 1} - 0.01])."))
 
 
 @_builtin("detection")

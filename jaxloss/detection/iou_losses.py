@@ -28,7 +28,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -72,22 +71,11 @@ def _check_targets_not_inverted(targets: Array, box_format: str, name: str = "ta
     Only concrete (eager) targets can be checked at trace time; under a
     transformation the returned mask marks the pairs whose loss turns NaN.
     """
-    bad = _inverted(targets)
-    if _checks.is_traced(bad):
-        return bad
-    try:
-        values = np.asarray(bad)
-    except Exception:  # e.g. non-addressable sharded arrays
-        return bad
-    if values.any():
-        index = tuple(int(i) for i in np.argwhere(values)[0])
-        sides = "x2 < x1 or y2 < y1" if box_format == "xyxy" else "a negative width or height"
-        raise ValueError(
-            f"{name} holds an inverted box at index {index} ({sides} in box_format="
-            f"{box_format!r}): its IoU is undefined. Give target boxes with x1 <= x2 and "
-            "y1 <= y2 (or the right box_format)."
-        )
-    return None
+    sides = "x2 < x1 or y2 < y1" if box_format == "xyxy" else "a negative width or height"
+    return _checks.refuse_concrete(_inverted(targets), lambda index: (
+        f"{name} holds an inverted box at index {index} ({sides} in box_format="
+        f"{box_format!r}): its IoU is undefined. Give target boxes with x1 <= x2 and "
+        "y1 <= y2 (or the right box_format)."))
 
 
 def _box_pair(predictions: ArrayLike, targets: ArrayLike,

@@ -148,16 +148,9 @@ def _assignment(cost: Array) -> tuple[Array, Array]:
 def _check_finite(cost: Array) -> None:
     if _checks.is_traced(cost):
         return
-    try:
-        values = np.asarray(cost)
-    except Exception:  # e.g. non-addressable sharded arrays
-        return
-    if not np.all(np.isfinite(values)):
-        index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
-        raise ValueError(
-            f"cost holds a non-finite entry ({values[index]}) at index {index}; give finite "
-            "costs (a large finite cost forbids a pair: any magnitude is exact here)."
-        )
+    _checks.refuse_concrete(~jnp.isfinite(cost), lambda index: (
+        f"cost holds a non-finite entry ({np.asarray(cost)[index]}) at index {index}; give "
+        "finite costs (a large finite cost forbids a pair: any magnitude is exact here)."))
 
 
 def linear_sum_assignment(cost: ArrayLike) -> tuple[Array, Array]:

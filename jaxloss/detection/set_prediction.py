@@ -177,14 +177,11 @@ def detr_criterion(
     static_gamma = float(gamma) if isinstance(gamma, (int, float)) else None
     traced_gamma = None if static_gamma is not None else _checks.hyperparameter(
         gamma, "gamma", compute)
-    if not _checks.is_traced(t_boxes):
-        try:
-            # a host copy of the targets: convert only slices and adds
-            xyxy = np.asarray(convert(cast(Array, np.asarray(t_boxes)), box_format, "xyxy"))
-        except Exception:  # e.g. non-addressable sharded arrays
-            xyxy = None
-        if xyxy is not None and np.any((xyxy[..., 2] < xyxy[..., 0])
-                                       | (xyxy[..., 3] < xyxy[..., 1])):
+    host_boxes = _checks.host_copy(t_boxes)
+    if host_boxes is not None:
+        # convert only slices and adds: it works on the host copy
+        xyxy = np.asarray(convert(cast(Array, host_boxes), box_format, "xyxy"))
+        if np.any((xyxy[..., 2] < xyxy[..., 0]) | (xyxy[..., 3] < xyxy[..., 1])):
             raise ValueError(f"target_boxes holds a box with a negative width or height "
                              f"(box_format={box_format!r}); give boxes with x1 <= x2 and "
                              "y1 <= y2.")

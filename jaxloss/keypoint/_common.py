@@ -51,19 +51,9 @@ def check_nonnegative(value: Array, name: str, what: str) -> Array | None:
     Under ``jit`` the values are unknown at trace time: the caller turns the loss
     of the rows the returned mask marks into NaN (never a plausible number).
     """
-    bad = value < 0
-    if _checks.is_traced(bad):
-        return bad
-    try:
-        values = np.asarray(bad)
-    except Exception:  # e.g. non-addressable sharded arrays
-        return bad
-    if values.any():
-        index = tuple(int(i) for i in np.argwhere(values)[0])
-        raise ValueError(
-            f"{name} holds a negative value at index {index}; {what} must be >= 0."
-        )
-    return None
+    return _checks.refuse_concrete(
+        value < 0,
+        lambda index: f"{name} holds a negative value at index {index}; {what} must be >= 0.")
 
 
 def sigmas_for(sigmas: ArrayLike | None, num_keypoints: int, dtype: jnp.dtype) -> Array:
