@@ -432,9 +432,12 @@ def run_case(name: str, family: str, built: Built, cfg: dict[str, Any], seed: in
     for impl, (fn, args) in built.jax.items():
         device_args = tuple(jax.device_put(a) for a in args)
         specs = tuple(jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype) for a in args)
+        cpu = time.process_time()
         info = H.compile_info(fn, specs)
         compiled = info["compiled"]
-        compile_[impl] = {k: info[k] for k in ("compile_s", "temp_bytes")}
+        compile_[impl] = {"compile_s": info["compile_s"],
+                          "compile_cpu_s": time.process_time() - cpu,
+                          "temp_bytes": info["temp_bytes"]}
         value, grads = compiled(*device_args)
         grads = grads if isinstance(grads, tuple) else (grads,)
         agreement[impl] = {
@@ -470,12 +473,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"average {s['load_average_start']} at the start, {s['load_average_end']} at the end"
         + (" (quick: tiny sizes, not a measurement)" if report["quick"] else "") + ". "
         "Median ms over interleaved rounds; ratio = jaxloss / reference (below 1: jaxloss "
-        f"faster); compile = XLA compile of the jitted value_and_grad (**bold** over "
-        f"{COMPILE_LIMIT_S:g} s); temp = XLA's compiled temporary memory.",
+        f"faster); compile = wall time of the XLA compile of the jitted value_and_grad "
+        f"(**bold** over {COMPILE_LIMIT_S:g} s), compile CPU = the process's CPU time "
+        "during it (less sensitive to the machine's load); temp = XLA's compiled temporary "
+        "memory.",
         "",
         "| family | case | shapes | reference | impl | ms | reference ms | ratio | compile s "
-        "| temp | value rel. diff | grad rel. diff |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| compile CPU s | temp | value rel. diff | grad rel. diff |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
         shapes = " ".join("x".join(map(str, shape)) for shape in r["shapes"])
@@ -489,10 +494,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['family']} | {r['case']} | {shapes} | {r['reference']} | {impl} | "
                 f"{H.fmt_ms(r['timings_ms'][impl]['median'])} | {torch_ms} | "
                 f"{H.fmt_x(r['ratios'][f'{impl}_over_torch'])} | {secs} | "
+                f"{c['compile_cpu_s']:.2f} | "
                 f"{H.fmt_bytes(c['temp_bytes'])} | {a['value_rel']:.1e} | {a['grad_rel']:.1e} |")
     slow = report["slow_compiles"]
     lines += ["", f"Compiles over {COMPILE_LIMIT_S:g} s: "
-              + (", ".join(f"{x['case']} ({x['impl']}, {x['compile_s']:.2f} s)" for x in slow)
+              + (", ".join(f"{x['case']} ({x['impl']}, {x['compile_s']:.2f} s, CPU "
+                         f"{x['compile_cpu_s']:.2f} s)" for x in slow)
                  if slow else "none") + ".",
               "Not agreeing with the reference: "
               + (", ".join(r["case"] for r in report["results"] if r["status"] != "ok")
@@ -536,7 +543,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{impl} {t['median']:.3g} ms" for impl, t in record["timings_ms"].items())
                 + "; compile " + ", ".join(f"{c['compile_s']:.2f} s"
                                            for c in record["compile"].values()), flush=True)
-    slow = [{"case": r["case"], "impl": impl, "compile_s": c["compile_s"]}
+    slow = [{"case": r["case"], "impl": impl, "compile_s": c["compile_s"],
+             "compile_cpu_s": c["compile_cpu_s"]}
             for r in results for impl, c in r["compile"].items()
             if c["compile_s"] > COMPILE_LIMIT_S]
     report = H.finite({
