@@ -4,8 +4,10 @@ Suites: ``losses`` (the default: elementwise, cross-entropy, focal and box losse
 ``bench/run.py``), ``image`` (SSIM), ``metric`` (dense vs chunked all-pairs losses),
 ``multitask`` (multi-task train steps), ``gpu`` (the accelerator suite,
 ``bench/gpu.py``), ``dense`` (dense-head detection losses and the YOLOv8 criterion vs
-their torch formulas) and ``detr`` (Hungarian matching and DETR's criterion). Every
-other flag goes to the suite: ``python -m bench --suite NAME -h``.
+their torch formulas), ``detr`` (Hungarian matching and DETR's criterion) and
+``families`` (the keypoint, geometry, long-tail and proxy losses vs their reference
+libraries or torch formulas, ``bench/families.py``). Every other flag goes to the
+suite: ``python -m bench --suite NAME -h``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense", "detr")
+SUITES = ("losses", "image", "metric", "multitask", "gpu", "dense", "detr", "families")
 
 
 def split_suite(argv: Sequence[str]) -> tuple[str, list[str]]:

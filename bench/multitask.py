@@ -17,7 +17,8 @@ times one jitted train step (loss, gradient, aggregation or weighting, and an
 * ``uncertainty``, ``famo``: ``jaxloss.weighting`` strategies, one
   ``value_and_grad`` of the weighted total (FAMO in its next-batch mode, no
   extra forward pass);
-* ``pcgrad``, ``mgda``, ``upgrad``: ``jax.jacrev`` of the ``(K,)`` task losses
+* ``pcgrad``, ``mgda``, ``upgrad``, ``gradvac``, ``config``, ``dualproj``,
+  ``fairgrad``: ``jax.jacrev`` of the ``(K,)`` task losses
   then ``optax.chain(jaxloss.aggregate.<method>(), optax.adam)``;
 * ``jacobian_mean``: the same Jacobian step with the trivial ``mean``
   aggregator (the Jacobian-method floor);
@@ -58,7 +59,7 @@ except ImportError:  # pragma: no cover - weighting is written by another module
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 TASKS = (2, 4, 8)
-AGGREGATORS = ("pcgrad", "mgda", "upgrad")
+AGGREGATORS = ("pcgrad", "mgda", "upgrad", "gradvac", "config", "dualproj", "fairgrad")
 WEIGHTINGS = ("uncertainty", "famo")
 TARGET_WEIGHTING = 1.1
 TARGET_AGGREGATION = 0.20
@@ -143,7 +144,9 @@ def _steps(params: dict, batch: tuple, tasks: int) -> tuple[dict[str, Callable[[
     calls["jacobian"] = lambda: jacobian(params, batch)
 
     for name in ("mean", *AGGREGATORS):
-        tx = optax.chain(getattr(aggregate, name)(), optax.adam(1e-3))
+        # GradVac keeps a (K, K) array of cosine targets: it is built for K tasks
+        kwargs = {"num_tasks": tasks} if name == "gradvac" else {}
+        tx = optax.chain(getattr(aggregate, name)(**kwargs), optax.adam(1e-3))
 
         def make(tx=tx):
             def jacobian_step(model, opt_state, batch):

@@ -32,7 +32,8 @@ IMAGE_IMPLS = ("jaxloss", "dm_pix", "kornia")
 # metric suite
 METRIC_IMPLS = ("dense", "chunked", "optax")
 # multitask suite
-ALWAYS = ("sum", "jacobian", "jacobian_mean", "pcgrad", "mgda", "upgrad")
+AGGREGATORS = ("pcgrad", "mgda", "upgrad", "gradvac", "config", "dualproj", "fairgrad")
+ALWAYS = ("sum", "jacobian", "jacobian_mean", *AGGREGATORS)
 
 # suite -> (extra quick flags, result file stem)
 SUITES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -43,6 +44,10 @@ SUITES: dict[str, tuple[tuple[str, ...], str]] = {
     "gpu": ((), "gpu-quick"),
     "dense": ((), "dense-cpu-quick"),
     "detr": ((), "detr-cpu-quick"),
+    # one case of each kind (layout change, two gradients, MONAI, no torch autograd, PML
+    # with its chunked jaxloss twin): the whole quick suite compiles ~30 functions
+    "families": (("--case", "heatmap_mse,simcc,bending_energy,bi_tempered,normalized_softmax"),
+                 "families-cpu-quick-partial"),
 }
 
 
@@ -236,7 +241,7 @@ def _multitask_result_entries(report: dict, table: str) -> None:
             assert timing["median"] > 0 and math.isfinite(timing["median"])
             assert timing["min"] <= timing["median"] and timing["repeats"] >= 1
         assert result["ratios_to_sum"]["sum"] == pytest.approx(1.0)
-        assert set(result["aggregation_over_jacobian"]) == {"pcgrad", "mgda", "upgrad"}
+        assert set(result["aggregation_over_jacobian"]) == set(AGGREGATORS)
         assert all(isinstance(v, bool) for v in result["meets_target"].values())
         assert f"| {result['tasks']} |" in table
 
@@ -342,6 +347,41 @@ def _detr_report(report: dict, table: str) -> None:
     assert "| jaxloss (jit, batch) |" in table and "Target:" in table
 
 
+# ----------------------------------------------------------------------------- families
+
+
+def _families_report(report: dict, table: str) -> None:
+    from bench import families
+
+    cases = ["heatmap_mse", "simcc", "bending_energy", "bi_tempered", "normalized_softmax"]
+    assert [r["case"] for r in report["results"]] == cases
+    assert set(cases) <= set(families.CASES)
+    assert report["settings"]["compile_limit_s"] == 1.0
+    for key in ("torch", "monai", "pytorch_metric_learning"):
+        assert report["environment"][key], key
+    for record in report["results"]:
+        chunked = record["case"] == "normalized_softmax"
+        impls = ["jaxloss"] + (["jaxloss block_size=8"] if chunked else [])
+        assert list(record["compile"]) == impls and set(record["agreement"]) == set(impls)
+        assert set(record["timings_ms"]) == {*impls, "torch"}
+        for timing in record["timings_ms"].values():
+            _check_timing(timing)
+        for impl in impls:
+            info = record["compile"][impl]
+            assert info["compile_s"] > 0 and info["compile_cpu_s"] >= 0
+            assert isinstance(info["temp_bytes"], int)
+            assert record["ratios"][f"{impl}_over_torch"] > 0
+            # jaxloss and the reference compute the same loss and gradient
+            assert record["agreement"][impl]["value_rel"] < 1e-5, record
+            assert record["agreement"][impl]["grad_rel"] < 1e-4, record
+        assert record["status"] == "ok"
+        assert f"| {record['case']} |" in table
+    slow = {(x["case"], x["impl"]) for x in report["slow_compiles"]}
+    assert slow == {(r["case"], impl) for r in report["results"]
+                    for impl, c in r["compile"].items() if c["compile_s"] > 1.0}
+    assert "Compiles over 1 s:" in table and "load average" in table
+
+
 # ----------------------------------------------------------------------------- the suites
 
 
@@ -354,6 +394,7 @@ CHECKS: dict[str, tuple[Callable[[dict, str], None], ...]] = {
     "gpu": (_gpu_sections,),
     "dense": (_dense_cases_measured_and_agreeing,),
     "detr": (_detr_report,),
+    "families": (_families_report,),
 }
 
 

@@ -2,8 +2,9 @@
 
 The reference libraries do not install here (timm pulls torchvision, mmdet and
 mmseg need a compiled mmcv; the bi-tempered loss is not packaged), so each
-reference is the cited file's formula rewritten in torch float64 below, with
-the file named; optax's ``cosine_distance`` is called directly. Expected
+reference is the cited file's formula rewritten in torch (run in float64), with
+the file named (in ``bench/families_torch.py``, shared with the ``families``
+benchmark suite, or below); optax's ``cosine_distance`` is called directly. Expected
 values and gradients come from the reference in float64; jaxloss runs in
 float32 (rtol 1e-5, atol 1e-6 unless a test says why not).
 """
@@ -19,6 +20,11 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
+from bench.families_torch import bi_tempered as _bi_tempered_reference
+from bench.families_torch import ldam as _ldam_reference
+from bench.families_torch import mmdet_kd as _kd_reference
+from bench.families_torch import mmdet_seesaw as _seesaw_reference
+from bench.families_torch import timm_asl as _asl_reference
 
 SHAPES = [(7, 5), (3, 4, 6)]
 
@@ -56,13 +62,6 @@ def _flat(xt: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- distillation
-
-
-def _kd_reference(student, teacher, T):
-    # mmdet models/losses/kd_loss.py knowledge_distillation_kl_div_loss, class_reduction="sum"
-    target = F.softmax(teacher / T, dim=-1).detach()
-    kd = F.kl_div(F.log_softmax(student / T, dim=-1), target, reduction="none")
-    return kd.sum(-1) * (T * T)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -137,18 +136,6 @@ def test_cosine_distance_matches_optax(eps, shape):
 # --------------------------------------------------------------------------- multi-label
 
 
-def _asl_reference(x, y, gamma_neg=4.0, gamma_pos=1.0, clip=0.05, eps=1e-8):
-    # timm/loss/asymmetric_loss.py AsymmetricLossMultiLabel.forward, elementwise (no sum)
-    xs_pos = torch.sigmoid(x)
-    xs_neg = 1 - xs_pos
-    if clip > 0:
-        xs_neg = (xs_neg + clip).clamp(max=1)
-    loss = y * torch.log(xs_pos.clamp(min=eps)) + (1 - y) * torch.log(xs_neg.clamp(min=eps))
-    pt = xs_pos * y + xs_neg * (1 - y)
-    gamma = gamma_pos * y + gamma_neg * (1 - y)
-    return -loss * torch.pow(1 - pt, gamma)
-
-
 @pytest.mark.parametrize("settings", [{}, dict(gamma_neg=2.0, gamma_pos=0.0, clip=0.0),
                                       dict(gamma_neg=0.5, gamma_pos=2.0, clip=0.2, eps=1e-3)])
 def test_asymmetric_matches_timm(settings):
@@ -198,25 +185,6 @@ def _counts(rng, num_classes):
     return rng.permutation(counts)
 
 
-def _seesaw_reference(cls_score, labels, cum_samples, p=0.8, q=2.0, eps=1e-2):
-    # mmdet models/losses/seesaw_loss.py seesaw_ce_loss (reduction="none")
-    num_classes = cls_score.shape[-1]
-    onehot = F.one_hot(labels, num_classes)
-    weights = cls_score.new_ones(onehot.size())
-    if p > 0:
-        ratio = cum_samples[None, :].clamp(min=1) / cum_samples[:, None].clamp(min=1)
-        index = (ratio < 1.0).to(cls_score.dtype)
-        weights = weights * (ratio.pow(p) * index + (1 - index))[labels, :]
-    if q > 0:
-        scores = F.softmax(cls_score.detach(), dim=1)
-        self_scores = scores[torch.arange(len(scores)), labels]
-        matrix = scores / self_scores[:, None].clamp(min=eps)
-        index = (matrix > 1.0).to(cls_score.dtype)
-        weights = weights * (matrix.pow(q) * index + (1 - index))
-    cls_score = cls_score + weights.log() * (1 - onehot)
-    return F.cross_entropy(cls_score, labels, reduction="none")
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_seesaw_matches_mmdet(shape):
     rng = np.random.default_rng(5)
@@ -229,16 +197,6 @@ def test_seesaw_matches_mmdet(shape):
         _check(lambda z, s=settings: jaxloss.seesaw_loss(z, y, counts, **s, reduction="none"),
                lambda z, s=settings: _seesaw_reference(_flat(z), yt, ct, **s).reshape(shape[:-1]),
                x)
-
-
-def _ldam_reference(x, target, cls_num_list, max_m=0.5, s=30.0, weight=None):
-    # kaidic/LDAM-DRW losses.py LDAMLoss (its float counts; we clamp them at 1 first)
-    m_list = 1.0 / np.sqrt(np.sqrt(np.maximum(cls_num_list, 1.0)))
-    m_list = torch.tensor(m_list * (max_m / np.max(m_list)), dtype=torch.float64)
-    index = F.one_hot(target, x.shape[-1]).bool()
-    batch_m = m_list[target][:, None]
-    output = torch.where(index, x - batch_m, x)
-    return F.cross_entropy(s * output, target, weight=weight)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -350,55 +308,7 @@ def test_ohem_matches_mmseg(threshold, min_kept):
 
 
 # --------------------------------------------------------------------------- bi-tempered
-# google/bi-tempered-loss jax/loss.py, rewritten in torch float64: the tempered log and
-# exp, the normaliser (fixed point for t2 > 1, bisection for t2 < 1, num_iters each), the
-# loss (cross-entropy at t1 = t2 = 1) and the custom gradient of bi_tempered_logistic_loss_bwd.
-
-
-def _log_t(u, t):
-    return torch.log(u) if t == 1.0 else (u ** (1.0 - t) - 1.0) / (1.0 - t)
-
-
-def _exp_t(u, t):
-    return torch.exp(u) if t == 1.0 else torch.clamp(1.0 + (1.0 - t) * u, min=0.0) ** (
-        1.0 / (1.0 - t))
-
-
-def _normalizer(a, t, num_iters):
-    if t == 1.0:
-        return torch.logsumexp(a, -1, keepdim=True)
-    mu = a.max(-1, keepdim=True).values
-    a0 = a - mu
-    if t > 1.0:
-        current = a0
-        for _ in range(num_iters):
-            partition = _exp_t(current, t).sum(-1, keepdim=True)
-            current = a0 * partition ** (1.0 - t)
-        partition = _exp_t(current, t).sum(-1, keepdim=True)
-        return -_log_t(1.0 / partition, t) + mu
-    effective = (a0 > -1.0 / (1.0 - t)).to(a.dtype).sum(-1, keepdim=True)
-    lower, upper = torch.zeros_like(effective), -_log_t(1.0 / effective, t)
-    for _ in range(num_iters):
-        middle = (upper + lower) / 2.0
-        below = (_exp_t(a0 - middle, t).sum(-1, keepdim=True) < 1.0).to(a.dtype)
-        lower = lower * below + (1.0 - below) * middle
-        upper = upper * (1.0 - below) + below * middle
-    return (upper + lower) / 2.0 + mu
-
-
-def _bi_tempered_reference(a, labels, t1, t2, smoothing=0.0, num_iters=5):
-    """(loss, the authors' gradient) for activations a (M, C) and label rows (M, C)."""
-    c = labels.shape[-1]
-    labels = (1 - c / (c - 1) * smoothing) * labels + smoothing / (c - 1)
-    probs = _exp_t(a - _normalizer(a, t2, num_iters), t2)
-    if t1 == 1.0 and t2 == 1.0:
-        loss = (labels * (torch.log(labels + 1e-15) - F.log_softmax(a, -1))).sum(-1)
-    else:
-        loss = (labels * (_log_t(labels + 1e-10, t1) - _log_t(probs, t1))
-                - (labels ** (2.0 - t1) - probs ** (2.0 - t1)) / (2.0 - t1)).sum(-1)
-    delta = (probs - labels) * probs ** (t2 - t1)
-    escorts = probs**t2 / (probs**t2).sum(-1, keepdim=True)
-    return loss, delta - escorts * delta.sum(-1, keepdim=True)
+# google/bi-tempered-loss jax/loss.py, in torch float64 in bench/families_torch.py
 
 
 # (t1 = t2 = 1, the cross-entropy, is in tests/test_classification_longtail.py)

@@ -4,7 +4,8 @@ References: MONAI 1.6 ``LocalNormalizedCrossCorrelationLoss``,
 ``GlobalMutualInformationLoss`` and ``BendingEnergyLoss`` (imported; inputs
 channels-first there), kornia ``losses.inverse_depth_smoothness_loss`` and
 ``metrics.aepe``, and, rewritten here in torch because their packages do not
-import in this environment: mmseg's ``silog_loss``
+import in this environment (in ``bench/families_torch.py``, shared with the
+``families`` benchmark suite): mmseg's ``silog_loss``
 (open-mmlab/mmsegmentation, ``mmseg/models/losses/silog_loss.py``) and MiDaS's
 scale-and-shift-invariant loss (Ranftl et al. 2020, eqs. 1-5 and 11; the
 authors' training-loss code linked from isl-org/MiDaS: ``compute_scale_and_shift``,
@@ -21,6 +22,8 @@ import pytest
 import torch
 
 import jaxloss
+from bench.families_torch import midas_ssi as _midas_ssi
+from bench.families_torch import mmseg_silog as _mmseg_silog
 
 monai_losses = pytest.importorskip("monai.losses")
 kornia = pytest.importorskip("kornia")
@@ -61,19 +64,6 @@ def _first(a):  # channels-last -> channels-first
 # --------------------------------------------------------------------------------------
 
 
-def _mmseg_silog(pred, target, lam, eps):
-    """mmseg's silog_loss (reduction "mean") with its fixed 0.5 replaced by ``lam``."""
-    pred, target = pred.flatten(1), target.flatten(1)
-    diff_log = torch.log(target.clamp(min=eps)) - torch.log(pred.clamp(min=eps))
-    valid = (target > eps).detach() & ~torch.isnan(diff_log)
-    diff_log = torch.where(valid, diff_log, torch.zeros_like(diff_log))
-    valid = valid.double()
-    count = valid.sum(dim=1).clamp(min=eps)
-    sq_mean = (diff_log.pow(2) * valid).sum(dim=1) / count
-    mean = (diff_log * valid).sum(dim=1) / count
-    return torch.sqrt(sq_mean - lam * mean.pow(2)).mean()
-
-
 @pytest.mark.parametrize("shape,lam,eps", [((3, 6, 7, 1), 0.85, 1e-6), ((2, 5, 4), 0.5, 1e-4)])
 def test_silog_against_mmseg(shape, lam, eps):
     rng = np.random.default_rng(0)
@@ -86,35 +76,6 @@ def test_silog_against_mmseg(shape, lam, eps):
     ref_value, ref_grad = _torch_value_and_grad(lambda a, b: _mmseg_silog(a, b, lam, eps), p, t)
     _close(value, ref_value)
     _grad_close(grad, ref_grad)
-
-
-def _midas_scale_shift(prediction, target, mask):
-    a_00 = torch.sum(mask * prediction * prediction, (1, 2))
-    a_01 = torch.sum(mask * prediction, (1, 2))
-    a_11 = torch.sum(mask, (1, 2))
-    b_0 = torch.sum(mask * prediction * target, (1, 2))
-    b_1 = torch.sum(mask * target, (1, 2))
-    det = a_00 * a_11 - a_01 * a_01
-    return (a_11 * b_0 - a_01 * b_1) / det, (-a_01 * b_0 + a_00 * b_1) / det
-
-
-def _midas_ssi(prediction, target, mask, alpha, scales):
-    """MiDaS's ScaleAndShiftInvariantLoss, image-based reduction, on (N, H, W) maps, per image."""
-    scale, shift = _midas_scale_shift(prediction, target, mask)
-    prediction_ssi = scale.view(-1, 1, 1) * prediction + shift.view(-1, 1, 1)
-    res = prediction_ssi - target
-    m = torch.sum(mask, (1, 2))
-    total = torch.sum(mask * res * res, (1, 2)) / (2 * m)  # mse_loss, eq. 5
-    for k in range(scales):  # eq. 11, gradient_loss on every 2^k-th pixel
-        step = 2**k
-        p, t, msk = prediction_ssi[:, ::step, ::step], target[:, ::step, ::step], \
-            mask[:, ::step, ::step]
-        diff = msk * (p - t)
-        grad_x = msk[:, :, 1:] * msk[:, :, :-1] * torch.abs(diff[:, :, 1:] - diff[:, :, :-1])
-        grad_y = msk[:, 1:] * msk[:, :-1] * torch.abs(diff[:, 1:] - diff[:, :-1])
-        total = total + alpha * (torch.sum(grad_x, (1, 2)) + torch.sum(grad_y, (1, 2))) \
-            / torch.sum(msk, (1, 2))
-    return total
 
 
 @pytest.mark.parametrize("shape,alpha,scales,masked",

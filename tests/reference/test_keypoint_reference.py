@@ -2,7 +2,8 @@
 
 mmpose, pycocotools and ultralytics are not importable here (mmpose needs a
 compiled mmcv; ultralytics pulls OpenCV), so each reference is the formula of
-the cited file rewritten below in torch float64 (numpy for pycocotools) and
+the cited file rewritten in torch float64 (numpy for pycocotools), below or in
+``bench/families_torch.py`` (shared with the ``families`` benchmark suite), and
 fed the same random float32 inputs as jaxloss (torch's channels-first heatmaps
 transposed to our channels-last):
 
@@ -30,6 +31,11 @@ import pytest
 import torch
 
 import jaxloss
+from bench.families_torch import mmpose_adaptive_wing as _mmpose_adaptive_wing
+from bench.families_torch import mmpose_keypoint_mse as _mmpose_keypoint_mse
+from bench.families_torch import mmpose_kl_discret as _mmpose_kl_discret
+from bench.families_torch import mmpose_wing as _mmpose_wing
+from bench.families_torch import ultralytics_keypoint_loss as _ultralytics_keypoint_loss
 from jaxloss.keypoint._common import COCO_SIGMAS
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -60,15 +66,6 @@ def _nchw(x):
 
 
 # ----------------------------------------------------------------------------- Wing family
-
-
-def _mmpose_wing(pred, target, omega, epsilon):
-    # WingLoss.criterion: where(delta < omega, omega log(1 + delta/eps), delta - C),
-    # summed over keypoints and coordinates, averaged over the batch.
-    c = omega * (1.0 - math.log(1.0 + omega / epsilon))
-    delta = (target - pred).abs()
-    losses = torch.where(delta < omega, omega * torch.log(1.0 + delta / epsilon), delta - c)
-    return torch.mean(torch.sum(losses, dim=[1, 2]), dim=0)
 
 
 def _mmpose_soft_wing(pred, target, omega1, omega2, epsilon):
@@ -128,18 +125,6 @@ def _heatmaps(seed, shape):
     return p, t
 
 
-def _mmpose_adaptive_wing(pred, target, alpha, omega, epsilon, theta):
-    # AdaptiveWingLoss.criterion, mean over every element
-    delta = (target - pred).abs()
-    a = omega * (1 / (1 + torch.pow(theta / epsilon, alpha - target))) * (alpha - target) * (
-        torch.pow(theta / epsilon, alpha - target - 1)) * (1 / epsilon)
-    c = theta * a - omega * torch.log(1 + torch.pow(theta / epsilon, alpha - target))
-    losses = torch.where(delta < theta,
-                         omega * torch.log(1 + torch.pow(delta / epsilon, alpha - target)),
-                         a * delta - c)
-    return torch.mean(losses)
-
-
 @pytest.mark.parametrize("kw, shape", [
     ({}, (2, 6, 5, 3)), ({"alpha": 2.5, "omega": 5.0, "epsilon": 0.5, "theta": 0.2}, (3, 4, 4, 1))])
 def test_adaptive_wing_against_mmpose(kw, shape):
@@ -150,14 +135,6 @@ def test_adaptive_wing_against_mmpose(kw, shape):
     value, grad = _jax_value_and_grad(lambda a, b: jaxloss.adaptive_wing_loss(a, b, **kw), p, t)
     _close(value, expected)
     _close(grad, g_expected)
-
-
-def _mmpose_keypoint_mse(output, target, target_weights=None):
-    # KeypointMSELoss.forward: mse(reduction="none") times the (B, K, 1, 1) mask, mean
-    if target_weights is None:
-        return torch.nn.functional.mse_loss(output, target)
-    mask = target_weights[:, :, None, None]
-    return (torch.nn.functional.mse_loss(output, target, reduction="none") * mask).mean()
 
 
 def _mmpose_ohkm(output, target, target_weights, topk):
@@ -203,25 +180,6 @@ def test_heatmap_ohkm_against_mmpose(shape, topk):
 
 
 # ----------------------------------------------------------------------------- SimCC
-
-
-def _mmpose_kl_discret(pred_x, pred_y, target_x, target_y, weight, beta, label_softmax,
-                       label_beta):
-    # KLDiscretLoss: per (N*K) row, mean over bins of kl_div(log_softmax(beta z), labels)
-    # (labels softmaxed at label_beta first), times the weight, summed, over K
-    k = pred_x.shape[1]
-
-    def criterion(z, labels):
-        log_pt = torch.log_softmax(z * beta, dim=1)
-        if label_softmax:
-            labels = torch.softmax(labels * label_beta, dim=1)
-        return torch.mean(torch.nn.functional.kl_div(log_pt, labels, reduction="none"), dim=1)
-
-    loss = 0.0
-    for z, q in ((pred_x, target_x), (pred_y, target_y)):
-        loss = loss + (criterion(z.reshape(-1, z.size(-1)), q.reshape(-1, q.size(-1)))
-                       * weight.reshape(-1)).sum()
-    return loss / k
 
 
 @pytest.mark.parametrize("kw, shape", [
@@ -300,14 +258,6 @@ def test_oks_against_pycocotools(n, k):
         lambda a, b, v, s: jaxloss.oks_loss(a, b, v, s, reduction="sum", **kw),
         pred, gt, visible, areas)
     _close(grad, g_expected)
-
-
-def _ultralytics_keypoint_loss(pred_kpts, gt_kpts, kpt_mask, area, sigmas):
-    # KeypointLoss.forward (area of shape (n, 1) as v8PoseLoss passes it)
-    d = (pred_kpts[..., 0] - gt_kpts[..., 0]).pow(2) + (pred_kpts[..., 1] - gt_kpts[..., 1]).pow(2)
-    kpt_loss_factor = kpt_mask.shape[1] / (torch.sum(kpt_mask != 0, dim=1) + 1e-9)
-    e = d / ((2 * sigmas).pow(2) * (area + 1e-9) * 2)
-    return (kpt_loss_factor.view(-1, 1) * ((1 - torch.exp(-e)) * kpt_mask)).mean()
 
 
 def test_oks_agrees_with_ultralytics_for_binary_masks():
