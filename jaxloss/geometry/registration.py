@@ -83,7 +83,9 @@ def _mi_values(p: Array, t: Array, sigma_ratio: Array, smooth_nr: Array, smooth_
     preterm = 1.0 / (2.0 * sigma * sigma)
 
     def parzen(x: Array) -> tuple[Array, Array]:
-        x = jnp.clip(x.reshape(x.shape[0], -1, 1), 0.0, 1.0)  # [N, P, 1]
+        x = x.reshape(x.shape[0], -1, 1)  # [N, P, 1]
+        # torch.clamp's gradient: all of it at exactly 0 or 1 (jnp.clip passes half there)
+        x = jnp.where(x < 0, jnp.zeros_like(x), jnp.where(x > 1, jnp.ones_like(x), x))
         w = jnp.exp(-preterm * jnp.square(x - centers[None, None, :]))  # [N, P, B]
         w = w / jnp.sum(w, axis=-1, keepdims=True)
         return w, jnp.mean(w, axis=1)  # [N, P, B], [N, B]

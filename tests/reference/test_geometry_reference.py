@@ -171,6 +171,23 @@ def test_mutual_information_against_monai(shape, num_bins, sigma_ratio):
     _grad_close(grad, np.moveaxis(ref_grad, 1, -1), rel=1e-4)
 
 
+def test_mutual_information_at_the_bounds_against_monai():
+    # Min-max normalised volumes hold exact 0s and 1s: MONAI's clamp passes their whole
+    # gradient (a tie of jnp.clip would pass half); values outside [0, 1] get none.
+    rng = np.random.default_rng(7)
+    t = rng.random((2, 6, 7, 1)).astype(np.float32)
+    p = (0.8 * t + 0.2 * rng.random(t.shape)).astype(np.float32)
+    p = (p - p.min()) / (p.max() - p.min())
+    p[0, :2, :2] = np.array([[0.0, 1.0], [-0.1, 1.1]], np.float32)[..., None]
+    t[1, 0, :2] = np.array([0.0, 1.0], np.float32)[:, None]
+    monai = monai_losses.GlobalMutualInformationLoss(num_bins=12)
+    value, grad = _jax_value_and_grad(
+        lambda a, b: jaxloss.mutual_information_loss(a, b, num_bins=12), p, t)
+    ref_value, ref_grad = _torch_value_and_grad(monai, p, t, to_torch=_first)
+    _close(value, ref_value, rtol=2e-5)
+    _grad_close(grad, np.moveaxis(ref_grad, 1, -1), rel=1e-4)
+
+
 @pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")  # inside MONAI 1.6
 @pytest.mark.parametrize("shape,normalize", [((2, 5, 6, 2), False), ((2, 4, 5, 6, 3), True),
                                              ((3, 7, 1), False)])
