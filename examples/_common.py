@@ -282,6 +282,29 @@ def plot_curve(ax: Any, steps: np.ndarray, curve: np.ndarray, *, color: str, lab
     ax.plot(steps, smooth(curve, span), color=color, label=label)
 
 
+def plot_run(ax_loss: Any, ax_score: Any, run: Run, color: str, *, skip: int = 0,
+             relative: bool = False) -> None:
+    """A run's training loss on ``ax_loss`` (:func:`plot_curve`, from step ``skip + 1``; with
+    ``relative=True`` over its first value) and its held-out ``(step, score)`` points on
+    ``ax_score``, both labelled with the run's name."""
+    curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
+    steps = np.arange(1, curve.size + 1)
+    if relative:
+        curve = curve / curve[0]
+    plot_curve(ax_loss, steps[skip:], curve[skip:], color=color, label=run.name)
+    at, score = zip(*run.scores, strict=True) if run.scores else ((), ())
+    ax_score.plot(at, score, color=color, marker="o", markersize=3, label=run.name)
+
+
+def step_axes(*axes: Any, minor_grid: bool = False) -> None:
+    """Labels the x axis of each of ``axes`` "step", draws its grid (also at the minor ticks
+    with ``minor_grid=True``) and its legend."""
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3, which="both" if minor_grid else "major")
+        ax.legend(fontsize=8)
+
+
 def save_figure(fig: Any, path: Path, *, dpi: int = 110, **layout: Any) -> None:
     """Lays ``fig`` out tightly (``layout``: ``tight_layout``'s keywords), writes it (creating
     its folder if need be), closes it."""

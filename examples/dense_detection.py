@@ -258,18 +258,11 @@ def plot(runs: list[common.Run], images: np.ndarray, true_boxes: np.ndarray, pat
     ax_loss = fig.add_subplot(grid[0, : columns // 2])
     ax_recall = fig.add_subplot(grid[0, columns // 2:])
     for run, color in zip(runs, RUN_COLORS, strict=True):
-        curve = np.asarray(jax.device_get(run.losses), np.float64)
-        common.plot_curve(ax_loss, np.arange(1, curve.size + 1), curve / curve[0], color=color,
-                          label=run.name)
-        at, recall = zip(*run.scores, strict=True)
-        ax_recall.plot(at, recall, color=color, marker="o", markersize=3, label=run.name)
+        common.plot_run(ax_loss, ax_recall, run, color, relative=True)  # loss, held-out recall
     ax_loss.set_yscale("log")
     ax_loss.set_title("training loss / its first value", fontsize=9)
     ax_recall.set_title(f"held-out recall at IoU {MATCH_IOU}", fontsize=9)
-    for ax in (ax_loss, ax_recall):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    common.step_axes(ax_loss, ax_recall)
     for r, (run, color) in enumerate(zip(runs, RUN_COLORS, strict=True)):
         scores, boxes = (np.asarray(v, np.float64)
                          for v in predict(run.model, jnp.asarray(images)))

@@ -156,15 +156,8 @@ def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, ja
 def plot_curves(runs: list[common.Run], path: Path) -> None:
     fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.8))
     for run, color in zip(runs, RUN_COLORS, strict=False):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        steps = np.arange(1, curve.size + 1)
-        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
-    for ax in (ax_loss, ax_iou):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        common.plot_run(ax_loss, ax_iou, run, color)  # loss curve, held-out mean IoU
+    common.step_axes(ax_loss, ax_iou, minor_grid=True)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("training loss (log; faint: per batch, solid: smoothed)")
     ax_loss.set_title("Training loss (each loss on its own scale)")

@@ -190,18 +190,11 @@ def plot_curves(runs: list[common.Run], branch_step: int, path: Path) -> None:
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for run, color in zip(runs, colors, strict=False):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        steps = np.arange(1, curve.size + 1)
-        if run is runs[-1] and branch_step < curve.size:  # the Lovasz part of the last run
-            steps, curve = steps[branch_step:], curve[branch_step:]
-        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
+        lovasz_part = run is runs[-1] and branch_step < len(run.losses)  # of the last run
+        common.plot_run(ax_loss, ax_iou, run, color, skip=branch_step if lovasz_part else 0)
     for ax in (ax_loss, ax_iou):
         ax.axvline(branch_step, color="0.5", linestyle=":", linewidth=1)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    common.step_axes(ax_loss, ax_iou, minor_grid=True)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("training loss (log; faint: per batch, solid: smoothed)")
     ax_loss.set_title("Training loss (each loss on its own scale)")

@@ -235,15 +235,8 @@ def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, An
 def plot_curves(runs: list[common.Run], path: Path) -> None:
     fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.6))
     for run, color in zip(runs, RUN_COLORS, strict=True):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        common.plot_curve(ax_loss, np.arange(1, curve.size + 1), curve, color=color,
-                          label=run.name)
-        at, miou = zip(*run.scores, strict=True)
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
-    for ax in (ax_loss, ax_iou):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        common.plot_run(ax_loss, ax_iou, run, color)  # loss curve, held-out matched-box IoU
+    common.step_axes(ax_loss, ax_iou)
     ax_loss.set_yscale("log")
     ax_loss.set_title("Training loss (each on its own scale)")
     ax_iou.set_title("Held-out matched-box IoU during training")
