@@ -1,6 +1,8 @@
-"""What the example scripts share: the jaxloss import, model initialisation, the training
-step, the batch schedule, the progress bar, the command line (``--seed``, ``--out``,
-``--smoke``), the NumPy box IoU, smoothing, plotting and the table printer.
+"""What the example scripts share: the jaxloss import, the train / held-out split of generated
+data, model initialisation, the training step, the batch schedule, the lock-step training
+loop, the progress bar, the command line (``--seed``, ``--out``, ``--smoke``, the training
+and data-size flags, the check of the positive ones), the NumPy box IoU, smoothing,
+plotting and the table printer.
 
 Each example keeps its own data, model, losses and report; this module holds the
 plumbing around them, so that a script reads as "this data, this model, these
@@ -13,12 +15,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import optax
@@ -39,6 +43,28 @@ def import_jaxloss() -> ModuleType:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         import jaxloss
     return jaxloss
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def draw_splits(draw: Callable[[np.random.Generator], Sequence[np.ndarray]],
+                keys: Sequence[str], seed: int, train_images: int,
+                test_images: int) -> dict[str, np.ndarray]:
+    """``train_images`` training and ``test_images`` held-out samples of ``draw(rng)``, stacked.
+
+    ``draw`` returns one array per name in ``keys``; the stacks go under ``{key}_train``
+    and ``{key}_test``. Each split has its own generator, seeded with ``[seed, 0]`` and
+    ``[seed, 1]``: the held-out set never overlaps training, and it stays the same when the
+    training set grows.
+    """
+    data = {}
+    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
+        rng = np.random.default_rng([seed, offset])
+        samples = [draw(rng) for _ in range(count)]
+        for i, key in enumerate(keys):
+            data[f"{key}_{split}"] = np.stack([sample[i] for sample in samples])
+    return data
 
 
 # ----------------------------------------------------------------------------- training
@@ -128,6 +154,31 @@ def progress(steps: Iterable[int], desc: str) -> tqdm:
     return tqdm(steps, desc=desc, unit="step", leave=True, dynamic_ncols=True)
 
 
+def train_in_lockstep(runs: Sequence[Run], schedule: Sequence[np.ndarray],
+                      batch: Callable[[jax.Array], tuple[Any, Any]], *,
+                      score: Callable[[nnx.Module], float], eval_every: int,
+                      postfix: Callable[[Run], tuple[str, str]], desc: str | None = None,
+                      first_step: int = 0) -> None:
+    """Steps ``first_step .. len(schedule) - 1`` of every run, in lock-step on the same batches.
+
+    ``batch(index)`` gives a step's ``(inputs, targets)`` from the indices ``schedule[step]``
+    (a JAX array); each run's step appends its loss to ``run.losses``. Every ``eval_every``
+    steps and after the last one, each run's held-out ``score(run.model)`` joins
+    ``run.scores`` as ``(step + 1, score)`` and the progress bar (``desc``, by default the
+    runs' names) shows ``postfix(run)``, a ``(key, text)`` pair per run.
+    """
+    desc = ", ".join(run.name for run in runs) if desc is None else desc
+    with progress(range(first_step, len(schedule)), desc) as bar:
+        for step in bar:
+            inputs, targets = batch(jnp.asarray(schedule[step]))
+            for run in runs:
+                run.losses.append(run.step_fn(run.model, run.optimizer, inputs, targets))
+            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
+                for run in runs:
+                    run.scores.append((step + 1, score(run.model)))
+                bar.set_postfix(dict(postfix(run) for run in runs))
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 
@@ -147,14 +198,42 @@ def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- command line
 
+# the help of --learning-rate in the examples that decay it (Run.adam)
+COSINE_HELP = "initial Adam learning rate (cosine decay to 0 over --steps)"
+
+
+def add_training_flags(parser: argparse.ArgumentParser, *, steps: int, batch_size: int,
+                       learning_rate: float, steps_help: str | None = None,
+                       learning_rate_help: str | None = COSINE_HELP) -> None:
+    """Adds ``--steps``, ``--batch-size`` and ``--learning-rate`` with the example's defaults
+    (``learning_rate_help=None`` for a script that keeps the rate constant)."""
+    parser.add_argument("--steps", type=int, default=steps, help=steps_help)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--learning-rate", type=float, default=learning_rate,
+                        help=learning_rate_help)
+
+
+def add_split_flags(parser: argparse.ArgumentParser, *, train_images: int, test_images: int,
+                    eval_every: int | None = None, eval_help: str | None = None) -> None:
+    """Adds ``--train-images`` and ``--test-images`` (the sizes of the generated splits) with
+    the example's defaults and, given ``eval_every``, ``--eval-every`` (steps between
+    held-out evaluations)."""
+    parser.add_argument("--train-images", type=int, default=train_images)
+    parser.add_argument("--test-images", type=int, default=test_images)
+    if eval_every is not None:
+        parser.add_argument("--eval-every", type=int, default=eval_every, help=eval_help)
+
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, *,
-               smoke: dict[str, Any], out_help: str = "the PNGs") -> argparse.Namespace:
+               smoke: dict[str, Any], out_help: str = "the PNGs",
+               positive: Sequence[str] = ()) -> argparse.Namespace:
     """Adds ``--seed``, ``--out`` and ``--smoke`` to an example's ``parser`` and parses
     ``argv``.
 
     ``--smoke`` swaps the defaults for ``smoke`` (argument name -> value): a small,
     quick configuration, the one the test suite runs; flags given explicitly still win.
+    ``positive``: the arguments (by name, ``"batch_size"``) that must be at least 1; one
+    error names them all when one is not.
     """
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT_DIR,
@@ -167,6 +246,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None, *,
     if args.smoke:
         parser.set_defaults(**smoke)
         args = parser.parse_args(argv)
+    if positive and min(getattr(args, name) for name in positive) < 1:
+        flags = [f"--{name.replace('_', '-')}" for name in positive]
+        listed = flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} and {flags[-1]}"
+        parser.error(f"{listed} must be >= 1")
     return args
 
 
@@ -199,11 +282,45 @@ def plot_curve(ax: Any, steps: np.ndarray, curve: np.ndarray, *, color: str, lab
     ax.plot(steps, smooth(curve, span), color=color, label=label)
 
 
+def plot_run(ax_loss: Any, ax_score: Any, run: Run, color: str, *, skip: int = 0,
+             relative: bool = False) -> None:
+    """A run's training loss on ``ax_loss`` (:func:`plot_curve`, from step ``skip + 1``; with
+    ``relative=True`` over its first value) and its held-out ``(step, score)`` points on
+    ``ax_score``, both labelled with the run's name."""
+    curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
+    steps = np.arange(1, curve.size + 1)
+    if relative:
+        curve = curve / curve[0]
+    plot_curve(ax_loss, steps[skip:], curve[skip:], color=color, label=run.name)
+    at, score = zip(*run.scores, strict=True) if run.scores else ((), ())
+    ax_score.plot(at, score, color=color, marker="o", markersize=3, label=run.name)
+
+
+def step_axes(*axes: Any, minor_grid: bool = False) -> None:
+    """Labels the x axis of each of ``axes`` "step", draws its grid (also at the minor ticks
+    with ``minor_grid=True``) and its legend."""
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3, which="both" if minor_grid else "major")
+        ax.legend(fontsize=8)
+
+
 def save_figure(fig: Any, path: Path, *, dpi: int = 110, **layout: Any) -> None:
-    """Lays ``fig`` out tightly (``layout``: ``tight_layout``'s keywords), writes it, closes it."""
+    """Lays ``fig`` out tightly (``layout``: ``tight_layout``'s keywords), writes it (creating
+    its folder if need be), closes it."""
     fig.tight_layout(**layout)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
+
+
+def print_done(start: float, saved: dict[str, Path]) -> None:
+    """Prints ``saved <what> to <path>`` for each figure (after a blank line) and the total time
+    since ``start`` (a ``time.perf_counter()`` reading)."""
+    print()
+    for what, path in saved.items():
+        print(f"saved {what} to {path}")
+    print(f"total time {time.perf_counter() - start:.1f} s")
 
 
 Cell = float | str

@@ -108,14 +108,7 @@ def _draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.ndarray]:
-    data = {}
-    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
-        rng = np.random.default_rng([seed, offset])                # disjoint held-out set
-        draws = [_draw(rng) for _ in range(count)]
-        data[f"x_{split}"] = np.stack([d[0] for d in draws])
-        data[f"boxes_{split}"] = np.stack([d[1] for d in draws])
-        data[f"labels_{split}"] = np.stack([d[2] for d in draws])
-    return data
+    return common.draw_splits(_draw, ("x", "boxes", "labels"), seed, train_images, test_images)
 
 
 # ----------------------------------------------------------------------------- model
@@ -239,19 +232,16 @@ def evaluate(model: DenseDetector, images: jax.Array, true_boxes: np.ndarray,
 
 def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, Any], *,
           eval_every: int) -> None:
-    with common.progress(range(len(schedule)), ", ".join(run.name for run in runs)) as bar:
-        for step in bar:
-            index = jnp.asarray(schedule[step])
-            images = data["x_train"][index]
-            targets = (data["boxes_train"][index], data["labels_train"][index])
-            for run in runs:
-                run.losses.append(run.step_fn(run.model, run.optimizer, images, targets))
-            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
-                for run in runs:
-                    metrics = evaluate(run.model, data["x_test"], data["boxes_test_np"],
-                                       data["labels_test_np"])
-                    run.scores.append((step + 1, metrics["recall"]))
-                bar.set_postfix({run.name: f"recall {run.scores[-1][1]:.2f}" for run in runs})
+    def recall(model: DenseDetector) -> float:
+        return evaluate(model, data["x_test"], data["boxes_test_np"],
+                        data["labels_test_np"])["recall"]
+
+    common.train_in_lockstep(
+        runs, schedule,
+        lambda index: (data["x_train"][index],
+                       (data["boxes_train"][index], data["labels_train"][index])),
+        score=recall, eval_every=eval_every,
+        postfix=lambda run: (run.name, f"recall {run.scores[-1][1]:.2f}"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -268,18 +258,11 @@ def plot(runs: list[common.Run], images: np.ndarray, true_boxes: np.ndarray, pat
     ax_loss = fig.add_subplot(grid[0, : columns // 2])
     ax_recall = fig.add_subplot(grid[0, columns // 2:])
     for run, color in zip(runs, RUN_COLORS, strict=True):
-        curve = np.asarray(jax.device_get(run.losses), np.float64)
-        common.plot_curve(ax_loss, np.arange(1, curve.size + 1), curve / curve[0], color=color,
-                          label=run.name)
-        at, recall = zip(*run.scores, strict=True)
-        ax_recall.plot(at, recall, color=color, marker="o", markersize=3, label=run.name)
+        common.plot_run(ax_loss, ax_recall, run, color, relative=True)  # loss, held-out recall
     ax_loss.set_yscale("log")
     ax_loss.set_title("training loss / its first value", fontsize=9)
     ax_recall.set_title(f"held-out recall at IoU {MATCH_IOU}", fontsize=9)
-    for ax in (ax_loss, ax_recall):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    common.step_axes(ax_loss, ax_recall)
     for r, (run, color) in enumerate(zip(runs, RUN_COLORS, strict=True)):
         scores, boxes = (np.asarray(v, np.float64)
                          for v in predict(run.model, jnp.asarray(images)))
@@ -308,21 +291,13 @@ def plot(runs: list[common.Run], images: np.ndarray, true_boxes: np.ndarray, pat
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per run")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-3,
-                        help="initial Adam learning rate (cosine decay to 0 over --steps)")
+    common.add_training_flags(parser, steps=1500, batch_size=32, learning_rate=3e-3,
+                              steps_help="training steps per run")
     parser.add_argument("--width", type=int, default=16, help="channels of the first conv")
-    parser.add_argument("--train-images", type=int, default=4096)
-    parser.add_argument("--test-images", type=int, default=512)
-    parser.add_argument("--eval-every", type=int, default=150,
-                        help="steps between held-out recall evaluations (for the plot)")
-    args = common.parse_args(parser, argv, smoke=SMOKE)
-    if min(args.steps, args.batch_size, args.width, args.train_images, args.test_images,
-           args.eval_every) < 1:
-        parser.error("--steps, --batch-size, --width, --train-images, --test-images and "
-                     "--eval-every must be >= 1")
-    return args
+    common.add_split_flags(parser, train_images=4096, test_images=512, eval_every=150,
+                           eval_help="steps between held-out recall evaluations (for the plot)")
+    return common.parse_args(parser, argv, smoke=SMOKE, positive=(
+        "steps", "batch_size", "width", "train_images", "test_images", "eval_every"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -359,11 +334,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"better for both. Mean IoU: how tight the matched boxes are. "
           f"{winner} finds more objects (recall {max(yolo, base):.3f} vs "
           f"{min(yolo, base):.3f}).")
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "dense_detection.png"
     plot(runs, data_np["x_test"], data_np["boxes_test"], path)
-    print(f"\nsaved the curves and held-out detections to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the curves and held-out detections": path})
     return {"metrics": metrics, "losses": {run.name: np.asarray(jax.device_get(run.losses))
                                            for run in runs},
             "pngs": (path,)}

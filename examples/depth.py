@@ -301,17 +301,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=600, help="training steps per loss")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=32, help="image side (a multiple of 4)")
-    parser.add_argument("--train-images", type=int, default=1024)
-    parser.add_argument("--test-images", type=int, default=128)
+    common.add_split_flags(parser, train_images=1024, test_images=128)
     parser.add_argument("--channels", type=int, default=16, help="width of the first level")
     parser.add_argument("--learning-rate", type=float, default=2e-3,
                         help="initial Adam learning rate (cosine decay to 0 over --steps)")
     parser.add_argument("--show", type=int, default=4, help="held-out scenes in the PNG")
-    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="depth_predictions.png")
-    if min(args.steps, args.batch_size, args.train_images, args.test_images, args.channels,
-           args.show) < 1:
-        parser.error("--steps, --batch-size, --train-images, --test-images, --channels and "
-                     "--show must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="depth_predictions.png",
+                             positive=("steps", "batch_size", "train_images", "test_images",
+                                       "channels", "show"))
     if args.size < 16 or args.size % 4:
         parser.error("--size must be a multiple of 4, at least 16 (two 2x poolings and the "
                      "four scales of the gradient-matching term)")
@@ -333,11 +330,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     metrics, predictions = evaluate(runs, data)
     report(metrics, args.test_images, args.size)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "depth_predictions.png"
     plot_depth(data["x_test"], data["y_test"], predictions, path, args.show)
-    print(f"\nsaved held-out depth maps to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"held-out depth maps": path})
     curves = {name: np.asarray(jax.device_get(run.losses), np.float64)
               for name, run in runs.items()}
     return {"metrics": metrics, "losses": curves, "png": path}

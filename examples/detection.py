@@ -92,13 +92,7 @@ def _draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.ndarray]:
     """Training and held-out images ``[N, SIZE, SIZE, 1]`` with their boxes ``[N, 4]``."""
-    data = {}
-    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
-        rng = np.random.default_rng([seed, offset])  # the held-out set never overlaps training
-        pairs = [_draw(rng) for _ in range(count)]
-        data[f"x_{split}"] = np.stack([image for image, _ in pairs])
-        data[f"y_{split}"] = np.stack([box for _, box in pairs])
-    return data
+    return common.draw_splits(_draw, ("x", "y"), seed, train_images, test_images)
 
 
 # ----------------------------------------------------------------------------- model
@@ -147,19 +141,13 @@ def held_out_iou(model: BoxRegressor, images: jax.Array, boxes: np.ndarray) -> n
 
 def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, eval_every: int) -> None:
-    """Every run for ``len(schedule)`` steps, in lock-step on the same batches."""
+    """Every run for ``len(schedule)`` steps, in lock-step on the same batches; the held-out
+    mean IoU every ``eval_every`` steps."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
-    with common.progress(range(len(schedule)), ", ".join(run.name for run in runs)) as bar:
-        for step in bar:
-            index = jnp.asarray(schedule[step])
-            images, boxes = x_train[index], y_train[index]
-            for run in runs:
-                run.losses.append(run.step_fn(run.model, run.optimizer, images, boxes))
-            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
-                for run in runs:
-                    run.scores.append((step + 1, float(held_out_iou(run.model, x_test,
-                                                                    y_test).mean())))
-                bar.set_postfix({run.name: f"IoU {run.scores[-1][1]:.3f}" for run in runs})
+    common.train_in_lockstep(
+        runs, schedule, lambda index: (x_train[index], y_train[index]),
+        score=lambda model: float(held_out_iou(model, x_test, y_test).mean()),
+        eval_every=eval_every, postfix=lambda run: (run.name, f"IoU {run.scores[-1][1]:.3f}"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -168,15 +156,8 @@ def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, ja
 def plot_curves(runs: list[common.Run], path: Path) -> None:
     fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.8))
     for run, color in zip(runs, RUN_COLORS, strict=False):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        steps = np.arange(1, curve.size + 1)
-        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
-    for ax in (ax_loss, ax_iou):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        common.plot_run(ax_loss, ax_iou, run, color)  # loss curve, held-out mean IoU
+    common.step_axes(ax_loss, ax_iou, minor_grid=True)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("training loss (log; faint: per batch, solid: smoothed)")
     ax_loss.set_title("Training loss (each loss on its own scale)")
@@ -233,23 +214,14 @@ def report(ious: dict[str, np.ndarray]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1000,
-                        help="training steps per loss (the same budget for all three)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-3,
-                        help="initial Adam learning rate (cosine decay to 0 over --steps)")
+    common.add_training_flags(parser, steps=1000, batch_size=32, learning_rate=2e-3,
+                              steps_help="training steps per loss (the same budget for all three)")
     parser.add_argument("--base-channels", type=int, default=8,
                         help="channels of the first convolution (x2, x4, x4 after it)")
-    parser.add_argument("--train-images", type=int, default=4096)
-    parser.add_argument("--test-images", type=int, default=512)
-    parser.add_argument("--eval-every", type=int, default=50,
-                        help="steps between held-out mean-IoU evaluations (for the plot)")
-    args = common.parse_args(parser, argv, smoke=SMOKE)
-    if min(args.steps, args.batch_size, args.base_channels, args.train_images,
-           args.test_images, args.eval_every) < 1:
-        parser.error("--steps, --batch-size, --base-channels, --train-images, --test-images "
-                     "and --eval-every must be >= 1")
-    return args
+    common.add_split_flags(parser, train_images=4096, test_images=512, eval_every=50,
+                           eval_help="steps between held-out mean-IoU evaluations (for the plot)")
+    return common.parse_args(parser, argv, smoke=SMOKE, positive=(
+        "steps", "batch_size", "base_channels", "train_images", "test_images", "eval_every"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -286,14 +258,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ious = {run.name: held_out_iou(run.model, data["x_test"], y_test) for run in runs}
     report(ious)
-    args.out.mkdir(parents=True, exist_ok=True)
     curves_path = args.out / "detection_losses.png"
     boxes_path = args.out / "detection_boxes.png"
     plot_curves(runs, curves_path)
     plot_boxes(runs, data_np["x_test"], y_test, boxes_path)
-    print(f"\nsaved the loss curves to {curves_path}")
-    print(f"saved the predicted boxes to {boxes_path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the loss curves": curves_path, "the predicted boxes": boxes_path})
     return {"ious": ious, "pngs": (curves_path, boxes_path)}
 
 

@@ -237,11 +237,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"best student: {best} ({accuracies[best] - alone:+.3f} over the student alone; "
           f"the student has {sizes['student alone'] / sizes['teacher']:.1%} of the teacher's "
           "parameters)")
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "distillation_curves.png"
     plot(curves, teacher_accuracy, path)
-    print(f"\nsaved the students' test-accuracy curves to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the students' test-accuracy curves": path})
     return {"accuracies": accuracies, "curves": curves, "parameters": sizes, "png": path}
 
 

@@ -272,11 +272,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-3,
                         help="initial Adam learning rate (cosine decay to 0 over --steps)")
     parser.add_argument("--show", type=int, default=4, help="held-out crops in the PNG")
-    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="image_restoration_crops.png")
-    if min(args.steps, args.batch_size, args.train_crops, args.test_crops, args.channels,
-           args.show) < 1:
-        parser.error("--steps, --batch-size, --train-crops, --test-crops, --channels and "
-                     "--show must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="image_restoration_crops.png",
+                             positive=("steps", "batch_size", "train_crops", "test_crops",
+                                       "channels", "show"))
     if args.depth < 2:
         parser.error("--depth must be >= 2")
     if min(args.crop, args.test_crop) < 11:
@@ -303,11 +301,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     outputs, scores = evaluate(models, data)
     report(scores, args.test_crops, args.test_crop, args.sigma)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "image_restoration_crops.png"
     plot_crops(outputs, data["clean_test"], scores, path, args.show)
-    print(f"\nsaved the held-out crops to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the held-out crops": path})
     metrics = {name: {"psnr": float(np.mean(s["psnr"])), "ssim": float(np.mean(s["ssim"]))}
                for name, s in scores.items()}
     return {"metrics": metrics, "losses": curves, "png": path}

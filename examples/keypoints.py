@@ -116,13 +116,7 @@ def _draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.ndarray]:
     """Training and held-out images ``[N, SIZE, SIZE, 1]`` with their keypoints ``[N, K, 2]``."""
-    data = {}
-    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
-        rng = np.random.default_rng([seed, offset])  # the held-out set never overlaps training
-        pairs = [_draw(rng) for _ in range(count)]
-        data[f"x_{split}"] = np.stack([image for image, _ in pairs])
-        data[f"y_{split}"] = np.stack([keypoints for _, keypoints in pairs])
-    return data
+    return common.draw_splits(_draw, ("x", "y"), seed, train_images, test_images)
 
 
 # ----------------------------------------------------------------------------- models
@@ -241,19 +235,13 @@ def keypoint_metrics(predicted: np.ndarray, true: np.ndarray) -> dict[str, float
 
 def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, eval_every: int) -> None:
-    """Every run for ``len(schedule)`` steps, in lock-step on the same batches."""
+    """Every run for ``len(schedule)`` steps, in lock-step on the same batches; the held-out
+    NME every ``eval_every`` steps."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
-    with common.progress(range(len(schedule)), ", ".join(run.name for run in runs)) as bar:
-        for step in bar:
-            index = jnp.asarray(schedule[step])
-            images, keypoints = x_train[index], y_train[index]
-            for run in runs:
-                run.losses.append(run.step_fn(run.model, run.optimizer, images, keypoints))
-            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
-                for run in runs:
-                    nme = keypoint_metrics(predict(run.model, x_test), y_test)["nme"]
-                    run.scores.append((step + 1, nme))
-                bar.set_postfix({run.name: f"NME {run.scores[-1][1]:.3f}" for run in runs})
+    common.train_in_lockstep(
+        runs, schedule, lambda index: (x_train[index], y_train[index]),
+        score=lambda model: keypoint_metrics(predict(model, x_test), y_test)["nme"],
+        eval_every=eval_every, postfix=lambda run: (run.name, f"NME {run.scores[-1][1]:.3f}"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -309,23 +297,15 @@ def report(metrics: dict[str, dict[str, float]]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1000,
-                        help="training steps per model (the same budget for all three)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-3,
-                        help="initial Adam learning rate (cosine decay to 0 over --steps)")
+    common.add_training_flags(parser, steps=1000, batch_size=32, learning_rate=3e-3,
+                              steps_help="training steps per model (the same budget for all three)")
     parser.add_argument("--base-channels", type=int, default=8,
                         help="channels of the stem (4x that in the trunk)")
-    parser.add_argument("--train-images", type=int, default=4096)
-    parser.add_argument("--test-images", type=int, default=512)
-    parser.add_argument("--eval-every", type=int, default=100,
-                        help="steps between held-out NME evaluations (shown on the progress bar)")
-    args = common.parse_args(parser, argv, smoke=SMOKE)
-    if min(args.steps, args.batch_size, args.base_channels, args.train_images,
-           args.test_images, args.eval_every) < 1:
-        parser.error("--steps, --batch-size, --base-channels, --train-images, --test-images "
-                     "and --eval-every must be >= 1")
-    return args
+    common.add_split_flags(
+        parser, train_images=4096, test_images=512, eval_every=100,
+        eval_help="steps between held-out NME evaluations (shown on the progress bar)")
+    return common.parse_args(parser, argv, smoke=SMOKE, positive=(
+        "steps", "batch_size", "base_channels", "train_images", "test_images", "eval_every"))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -359,11 +339,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     metrics.update({run.name: keypoint_metrics(predict(run.model, data["x_test"]), y_test)
                     for run in runs})
     best = report(metrics)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "keypoints_predictions.png"
     plot_keypoints(runs, mean_shape, data_np["x_test"], data_np["y_test"], path)
-    print(f"\nsaved the predicted keypoints to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the predicted keypoints": path})
     return {"metrics": metrics, "best": best, "pngs": (path,)}
 
 

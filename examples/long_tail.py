@@ -219,16 +219,14 @@ def report(recalls: dict[str, np.ndarray]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=400, help="training steps per loss")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    common.add_training_flags(parser, steps=400, batch_size=64, learning_rate=3e-3,
+                              steps_help="training steps per loss", learning_rate_help=None)
     parser.add_argument("--width", type=int, default=16, help="channels of the first conv")
     parser.add_argument("--n-max", type=int, default=100, help="training images of digit 0")
     parser.add_argument("--ratio", type=float, default=100.0, help="imbalance ratio")
     parser.add_argument("--test-per-class", type=int, default=60)
-    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="long_tail_recall.png")
-    if args.steps < 1 or args.batch_size < 1 or args.width < 1:
-        parser.error("--steps, --batch-size and --width must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="long_tail_recall.png",
+                             positive=("steps", "batch_size", "width"))
     if args.ratio < 1 or args.n_max + args.test_per_class > 170:
         parser.error("--ratio must be >= 1 and --n-max + --test-per-class at most 170")
     return args
@@ -256,11 +254,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                for name, model in models.items()}
 
     report(recalls)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "long_tail_recall.png"
     plot(recalls, counts, path)
-    print(f"\nsaved the per-class recalls to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the per-class recalls": path})
     return {"recalls": recalls, "losses": curves, "counts": counts, "png": path}
 
 

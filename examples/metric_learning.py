@@ -301,9 +301,8 @@ def plot_embeddings(points: dict[str, np.ndarray], digits: np.ndarray, seen: np.
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=400, help="training steps per loss")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    common.add_training_flags(parser, steps=400, batch_size=128, learning_rate=2e-3,
+                              steps_help="training steps per loss", learning_rate_help=None)
     parser.add_argument("--unseen", type=str, default="6,7,8,9",
                         help="comma-separated digits held out of training entirely "
                              "(default 6,7,8,9)")
@@ -420,12 +419,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report(recalls, data)
     explain(recalls)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "metric_learning_embeddings.png"
     digits = np.concatenate([data["digit_seen"], data["digit_unseen"]])
     plot_embeddings(points, digits, data["seen_digits"], recalls, path)
-    print(f"\nsaved the 2-D projections of the held-out embeddings to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the 2-D projections of the held-out embeddings": path})
     return {"recalls": recalls, "png": path}
 
 

@@ -151,12 +151,9 @@ def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.nd
     """Training and held-out images ``[N, SIZE, SIZE, 1]`` with their masks ``[N, SIZE, SIZE]``,
     boxes ``[N, 4]`` and classes ``[N]``, under keys ``x_``/``mask_``/``box_``/``class_`` +
     ``train``/``test``."""
-    data = {}
-    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
-        rng = np.random.default_rng([seed, offset])  # the held-out set never overlaps training
-        samples = [_draw(rng) for _ in range(count)]
-        for i, key in enumerate(("x", "mask", "box", "class")):
-            data[f"{key}_{split}"] = np.stack([sample[i] for sample in samples])
+    data = common.draw_splits(_draw, ("x", "mask", "box", "class"), seed, train_images,
+                              test_images)
+    for split in ("train", "test"):
         data[f"class_{split}"] = data[f"class_{split}"].astype(np.int32)
     return data
 
@@ -541,23 +538,16 @@ def verdict(runs: list[Run], metrics: dict[str, dict[str, float]]) -> dict[str, 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=300,
-                        help="training steps per strategy (the same budget for all)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-3,
-                        help="initial Adam learning rate (cosine decay to 0 over --steps)")
+    common.add_training_flags(parser, steps=300, batch_size=32, learning_rate=3e-3,
+                              steps_help="training steps per strategy (the same budget for all)")
     parser.add_argument("--base-channels", type=int, default=8,
                         help="trunk channels at full resolution (x2 per stage)")
-    parser.add_argument("--train-images", type=int, default=2048)
-    parser.add_argument("--test-images", type=int, default=512)
+    common.add_split_flags(parser, train_images=2048, test_images=512)
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
                         help="comma-separated subset of: " + ", ".join(STRATEGIES)
                         + " (fixed weights, the baseline, is always run)")
-    args = common.parse_args(parser, argv, smoke=SMOKE)
-    if min(args.steps, args.batch_size, args.base_channels, args.train_images,
-           args.test_images) < 1:
-        parser.error("--steps, --batch-size, --base-channels, --train-images and "
-                     "--test-images must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, positive=(
+        "steps", "batch_size", "base_channels", "train_images", "test_images"))
     chosen = {name.strip() for name in args.strategies.split(",") if name.strip()}
     unknown = chosen - set(STRATEGIES)
     if unknown:
@@ -594,14 +584,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     metrics = {run.name: evaluate(graphdef, run.params["model"], data_np) for run in runs}
     report(runs, metrics)
     outcome = verdict(runs, metrics)
-    args.out.mkdir(parents=True, exist_ok=True)
     losses_path = args.out / "multitask_losses.png"
     metrics_path = args.out / "multitask_metrics.png"
     plot_losses(runs, losses_path)
     plot_metrics(metrics, {run.name: run.ms_per_step for run in runs}, metrics_path)
-    print(f"\nsaved the per-task loss curves to {losses_path}")
-    print(f"saved the task metrics to {metrics_path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the per-task loss curves": losses_path,
+                              "the task metrics": metrics_path})
     return {"metrics": metrics, "ms_per_step": {run.name: run.ms_per_step for run in runs},
             "pngs": (losses_path, metrics_path), **outcome}
 

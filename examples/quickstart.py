@@ -186,14 +186,12 @@ def report(recalls: dict[str, np.ndarray], data: dict[str, np.ndarray]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=600, help="training steps per loss")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    common.add_training_flags(parser, steps=600, batch_size=64, learning_rate=3e-3,
+                              steps_help="training steps per loss", learning_rate_help=None)
     parser.add_argument("--minority-fraction", type=float, default=0.1,
                         help="fraction of classes 5-9 kept in the training split")
-    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="quickstart_losses.png")
-    if args.steps < 1 or args.batch_size < 1:
-        parser.error("--steps and --batch-size must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="quickstart_losses.png",
+                             positive=("steps", "batch_size"))
     if not 0.0 < args.minority_fraction <= 1.0:
         parser.error("--minority-fraction must lie in (0, 1]")
     return args
@@ -227,11 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         recalls[name] = per_class_recall(model, data["x_test"], data["y_test"])
 
     report(recalls, data)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "quickstart_losses.png"
     plot(curves, recalls, path, args.minority_fraction)
-    print(f"\nsaved the loss curves to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the loss curves": path})
     return {"recalls": recalls, "losses": curves, "png": path}
 
 

@@ -100,13 +100,7 @@ def _draw(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def make_data(seed: int, train_images: int, test_images: int) -> dict[str, np.ndarray]:
     """Training and held-out images ``[N, SIZE, SIZE, 1]`` with label masks ``[N, SIZE, SIZE]``."""
-    data = {}
-    for split, count, offset in (("train", train_images, 0), ("test", test_images, 1)):
-        rng = np.random.default_rng([seed, offset])  # the held-out set never overlaps training
-        pairs = [_draw(rng) for _ in range(count)]
-        data[f"x_{split}"] = np.stack([image for image, _ in pairs])
-        data[f"y_{split}"] = np.stack([labels for _, labels in pairs])
-    return data
+    return common.draw_splits(_draw, ("x", "y"), seed, train_images, test_images)
 
 
 # ----------------------------------------------------------------------------- model
@@ -178,20 +172,14 @@ def iou_per_class(matrix: np.ndarray) -> np.ndarray:
 
 def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, jax.Array],
           y_test: np.ndarray, *, first_step: int, label: str, eval_every: int) -> None:
-    """Steps ``first_step .. len(schedule) - 1`` of every run, in lock-step on the same batches."""
+    """Steps ``first_step .. len(schedule) - 1`` of every run, in lock-step on the same batches;
+    the held-out mean IoU every ``eval_every`` steps."""
     x_train, y_train, x_test = data["x_train"], data["y_train"], data["x_test"]
-    with common.progress(range(first_step, len(schedule)), f"{label:>22}") as bar:
-        for step in bar:
-            index = jnp.asarray(schedule[step])
-            images, labels = x_train[index], y_train[index]
-            for run in runs:
-                run.losses.append(run.step_fn(run.model, run.optimizer, images, labels))
-            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
-                for run in runs:
-                    iou = iou_per_class(confusion(run.model, x_test, y_test))
-                    run.scores.append((step + 1, float(np.nanmean(iou))))  # mean IoU
-                bar.set_postfix({run.name.split()[-1]: f"{float(run.losses[-1]):.3f}"
-                                 for run in runs})
+    common.train_in_lockstep(
+        runs, schedule, lambda index: (x_train[index], y_train[index]),
+        score=lambda model: float(np.nanmean(iou_per_class(confusion(model, x_test, y_test)))),
+        eval_every=eval_every, desc=f"{label:>22}", first_step=first_step,
+        postfix=lambda run: (run.name.split()[-1], f"{float(run.losses[-1]):.3f}"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -202,18 +190,11 @@ def plot_curves(runs: list[common.Run], branch_step: int, path: Path) -> None:
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(12, 4.8))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for run, color in zip(runs, colors, strict=False):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        steps = np.arange(1, curve.size + 1)
-        if run is runs[-1] and branch_step < curve.size:  # the Lovasz part of the last run
-            steps, curve = steps[branch_step:], curve[branch_step:]
-        common.plot_curve(ax_loss, steps, curve, color=color, label=run.name)
-        at, miou = zip(*run.scores, strict=True) if run.scores else ((), ())
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
+        lovasz_part = run is runs[-1] and branch_step < len(run.losses)  # of the last run
+        common.plot_run(ax_loss, ax_iou, run, color, skip=branch_step if lovasz_part else 0)
     for ax in (ax_loss, ax_iou):
         ax.axvline(branch_step, color="0.5", linestyle=":", linewidth=1)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    common.step_axes(ax_loss, ax_iou, minor_grid=True)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("training loss (log; faint: per batch, solid: smoothed)")
     ax_loss.set_title("Training loss (each loss on its own scale)")
@@ -279,15 +260,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "cosine decay to 0 over --finetune-steps)")
     parser.add_argument("--base-channels", type=int, default=16,
                         help="U-Net channels at full resolution (x2 per level down)")
-    parser.add_argument("--train-images", type=int, default=1024)
-    parser.add_argument("--test-images", type=int, default=256)
-    parser.add_argument("--eval-every", type=int, default=25,
-                        help="steps between held-out mean-IoU evaluations (for the plot)")
-    args = common.parse_args(parser, argv, smoke=SMOKE)
-    if min(args.steps, args.batch_size, args.base_channels, args.train_images,
-           args.test_images, args.eval_every) < 1:
-        parser.error("--steps, --batch-size, --base-channels, --train-images, --test-images "
-                     "and --eval-every must be >= 1")
+    common.add_split_flags(parser, train_images=1024, test_images=256, eval_every=25,
+                           eval_help="steps between held-out mean-IoU evaluations (for the plot)")
+    args = common.parse_args(parser, argv, smoke=SMOKE, positive=(
+        "steps", "batch_size", "base_channels", "train_images", "test_images", "eval_every"))
     if args.finetune_steps is None:
         args.finetune_steps = max(1, args.steps // 4) if args.steps > 1 else 0
     if not 0 <= args.finetune_steps < args.steps:
@@ -340,14 +316,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ious = {run.name: iou_per_class(confusion(run.model, data["x_test"], y_test))
             for run in runs}
     report(ious, y_test)
-    args.out.mkdir(parents=True, exist_ok=True)
     curves_path = args.out / "segmentation_losses.png"
     masks_path = args.out / "segmentation_masks.png"
     plot_curves(runs, branch, curves_path)
     plot_masks(runs, data_np["x_test"], y_test, masks_path)
-    print(f"\nsaved the loss curves to {curves_path}")
-    print(f"saved the predicted masks to {masks_path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the loss curves": curves_path, "the predicted masks": masks_path})
     return {"ious": ious, "pngs": (curves_path, masks_path)}
 
 

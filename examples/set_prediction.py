@@ -43,7 +43,6 @@ import _common as common  # examples/_common.py: what the examples share
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 SIZE = 32  # images are SIZE x SIZE, one grey channel
@@ -219,19 +218,15 @@ def evaluate(model: SetPredictor, data: dict[str, Any], split: str = "test"
 
 def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, Any], *,
           eval_every: int) -> None:
-    """Both runs for ``len(schedule)`` steps, in lock-step on the same batches."""
+    """Both runs for ``len(schedule)`` steps, in lock-step on the same batches; the held-out
+    matched-box IoU every ``eval_every`` steps."""
     x, labels, boxes, mask = (jnp.asarray(data[f"{key}_train"])
                               for key in ("x", "labels", "boxes", "mask"))
-    with common.progress(range(len(schedule)), " vs ".join(r.name for r in runs)) as bar:
-        for step in bar:
-            index = jnp.asarray(schedule[step])
-            targets = (labels[index], boxes[index], mask[index])
-            for run in runs:
-                run.losses.append(run.step_fn(run.model, run.optimizer, x[index], targets))
-            if (step + 1) % eval_every == 0 or step == len(schedule) - 1:
-                for run in runs:
-                    run.scores.append((step + 1, evaluate(run.model, data)["iou"]))
-                bar.set_postfix({run.name: f"IoU {run.scores[-1][1]:.3f}" for run in runs})
+    common.train_in_lockstep(
+        runs, schedule, lambda index: (x[index], (labels[index], boxes[index], mask[index])),
+        score=lambda model: evaluate(model, data)["iou"], eval_every=eval_every,
+        desc=" vs ".join(r.name for r in runs),
+        postfix=lambda run: (run.name, f"IoU {run.scores[-1][1]:.3f}"))
 
 
 # ----------------------------------------------------------------------------- report
@@ -240,15 +235,8 @@ def train(runs: list[common.Run], schedule: list[np.ndarray], data: dict[str, An
 def plot_curves(runs: list[common.Run], path: Path) -> None:
     fig, (ax_loss, ax_iou) = common.pyplot().subplots(1, 2, figsize=(12, 4.6))
     for run, color in zip(runs, RUN_COLORS, strict=True):
-        curve = np.asarray(jax.device_get(run.losses), dtype=np.float64)
-        common.plot_curve(ax_loss, np.arange(1, curve.size + 1), curve, color=color,
-                          label=run.name)
-        at, miou = zip(*run.scores, strict=True)
-        ax_iou.plot(at, miou, color=color, marker="o", markersize=3, label=run.name)
-    for ax in (ax_loss, ax_iou):
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        common.plot_run(ax_loss, ax_iou, run, color)  # loss curve, held-out matched-box IoU
+    common.step_axes(ax_loss, ax_iou)
     ax_loss.set_yscale("log")
     ax_loss.set_title("Training loss (each on its own scale)")
     ax_iou.set_title("Held-out matched-box IoU during training")
@@ -293,15 +281,10 @@ def plot_predictions(runs: list[common.Run], data: dict[str, Any], path: Path,
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-3,
-                        help="initial Adam learning rate (cosine decay to 0 over --steps)")
+    common.add_training_flags(parser, steps=2000, batch_size=32, learning_rate=2e-3)
     parser.add_argument("--queries", type=int, default=8,
                         help=f"the model's fixed set of queries (at least {MAX_OBJECTS})")
-    parser.add_argument("--train-images", type=int, default=8192)
-    parser.add_argument("--test-images", type=int, default=512)
-    parser.add_argument("--eval-every", type=int, default=100)
+    common.add_split_flags(parser, train_images=8192, test_images=512, eval_every=100)
     args = common.parse_args(parser, argv, smoke=SMOKE)
     if min(args.steps, args.batch_size, args.train_images, args.test_images,
            args.eval_every) < 1 or args.queries < MAX_OBJECTS:
@@ -321,10 +304,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     initial = common.init_model(lambda: SetPredictor(args.queries, rngs=nnx.Rngs(args.seed)))
 
     def fresh(loss_fn: Any, name: str) -> common.Run:  # the same initialisation for both
-        model = nnx.clone(initial)
-        schedule = optax.cosine_decay_schedule(args.learning_rate, args.steps)
-        optimizer = nnx.Optimizer(model, optax.adam(schedule), wrt=nnx.Param)
-        return common.Run(name, model, optimizer, loss_fn)
+        return common.Run.adam(name, initial, loss_fn, learning_rate=args.learning_rate,
+                               steps=args.steps)
 
     runs = [fresh(detr_loss, RUN_NAMES[0]), fresh(fixed_order_loss, RUN_NAMES[1])]
     schedule = common.batch_schedule(args.seed, args.train_images, args.batch_size, args.steps)
@@ -342,14 +323,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"query's most likely shape\nclass is theirs; recall: the query's most likely class "
           f"(no object included) is theirs and\nIoU >= 0.5. Higher is better: {better} wins "
           f"({metrics[better]['iou']:.3f} vs {metrics[worse]['iou']:.3f} IoU).")
-    args.out.mkdir(parents=True, exist_ok=True)
     curves_path = args.out / "set_prediction_losses.png"
     boxes_path = args.out / "set_prediction_boxes.png"
     plot_curves(runs, curves_path)
     plot_predictions(runs, data, boxes_path)
-    print(f"\nsaved the loss curves to {curves_path}")
-    print(f"saved the predictions to {boxes_path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the loss curves": curves_path, "the predictions": boxes_path})
     return {"metrics": metrics, "pngs": (curves_path, boxes_path)}
 
 

@@ -280,7 +280,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{recalls['8 devices, no axis_name']:.3f} against "
           f"{recalls['8 devices, axis_name']:.3f}.")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "sharded_training.png"
     plot(curves, path)
     print(f"saved {path} ({time.perf_counter() - start:.0f} s)")

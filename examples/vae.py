@@ -253,9 +253,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=1.0,
                         help="weight of the KL term in the training objective (1: the ELBO)")
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="vae_samples.png")
-    if min(args.epochs, args.batch_size, args.latent_dim, args.hidden) < 1:
-        parser.error("--epochs, --batch-size, --latent-dim and --hidden must be >= 1")
+    args = common.parse_args(parser, argv, smoke=SMOKE, out_help="vae_samples.png",
+                             positive=("epochs", "batch_size", "latent_dim", "hidden"))
     if not args.beta >= 0.0:
         parser.error("--beta must be >= 0")
     return args
@@ -277,11 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reconstructions = np.asarray(reconstruct(model, jnp.asarray(originals)))
     samples = np.asarray(sample_prior(model, jax.random.key(args.seed + 1), 64))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "vae_samples.png"
     plot(history, originals, reconstructions, samples, path, floor)
-    print(f"\nsaved the curves, reconstructions and prior samples to {path}")
-    print(f"total time {time.perf_counter() - start:.1f} s")
+    common.print_done(start, {"the curves, reconstructions and prior samples": path})
     return {"history": history, "png": path, "reconstruction_floor": floor}
 
 

@@ -44,6 +44,23 @@ def _load(name: str) -> ModuleType:
     return module
 
 
+def _split_data(example: ModuleType, train_images: int, test_images: int,
+                labels: str) -> dict[str, np.ndarray]:
+    """``example.make_data`` at seed 3, checked: the same again at seed 3, another ``labels``
+    array at seed 4, float32 images ``[N, SIZE, SIZE, 1]`` and a held-out split that is not
+    the start of the training one."""
+    data = example.make_data(seed=3, train_images=train_images, test_images=test_images)
+    again = example.make_data(seed=3, train_images=train_images, test_images=test_images)
+    for key, value in data.items():
+        np.testing.assert_array_equal(value, again[key])
+    assert data["x_train"].shape == (train_images, example.SIZE, example.SIZE, 1)
+    assert data["x_train"].dtype == np.float32
+    assert not np.array_equal(data["x_train"][:test_images], data["x_test"])  # distinct splits
+    other = example.make_data(seed=4, train_images=train_images, test_images=test_images)
+    assert not np.array_equal(other[labels], data[labels])
+    return data
+
+
 def _row(lines: list[str], label: str) -> list[str]:
     """The cells after ``label`` of the one table row that starts with it."""
     rows = [line for line in lines if line.startswith(label + " ")]
@@ -391,6 +408,18 @@ def test_smoke_flag_swaps_defaults_but_explicit_flags_win() -> None:
     assert example.parse_args([]).train_images == 4096  # the full run without --smoke
 
 
+def test_positive_flags_fail_with_one_error_naming_them_all(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    example = _load("detection")
+    with pytest.raises(SystemExit):
+        example.parse_args(["--eval-every", "0"])
+    assert ("--steps, --batch-size, --base-channels, --train-images, --test-images and "
+            "--eval-every must be >= 1") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _load("quickstart").parse_args(["--batch-size", "-3"])
+    assert "--steps and --batch-size must be >= 1" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- _common
 
 
@@ -462,22 +491,13 @@ def test_quickstart_data_is_imbalanced_and_weights_balance_it() -> None:
 
 def test_segmentation_data_is_deterministic_and_imbalanced() -> None:
     example = _load("segmentation")
-    data = example.make_data(seed=3, train_images=64, test_images=16)
-    again = example.make_data(seed=3, train_images=64, test_images=16)
-    for key, value in data.items():
-        np.testing.assert_array_equal(value, again[key])
-    assert data["x_train"].shape == (64, example.SIZE, example.SIZE, 1)
-    assert data["x_train"].dtype == np.float32
+    data = _split_data(example, 64, 16, labels="y_train")
     assert data["y_train"].shape == (64, example.SIZE, example.SIZE)
-    assert not np.array_equal(data["x_train"][:16], data["x_test"])  # distinct splits
     counts = np.bincount(data["y_train"].reshape(-1), minlength=example.NUM_CLASSES)
     assert np.all(counts > 0)
     share = counts / counts.sum()
     assert share[0] > 0.6  # mostly background
     assert share[3] < 0.05 and share[3] < share[1] / 3 and share[3] < share[2] / 3  # tiny crosses
-    # a different seed gives different images
-    other = example.make_data(seed=4, train_images=64, test_images=16)
-    assert not np.array_equal(other["y_train"], data["y_train"])
 
 
 def test_segmentation_iou_per_class_matches_a_hand_count() -> None:
@@ -495,14 +515,8 @@ def test_segmentation_iou_per_class_matches_a_hand_count() -> None:
 
 def test_detection_data_is_deterministic_and_boxes_are_valid() -> None:
     example = _load("detection")
-    data = example.make_data(seed=3, train_images=64, test_images=16)
-    again = example.make_data(seed=3, train_images=64, test_images=16)
-    for key, value in data.items():
-        np.testing.assert_array_equal(value, again[key])
-    assert data["x_train"].shape == (64, example.SIZE, example.SIZE, 1)
-    assert data["x_train"].dtype == np.float32
+    data = _split_data(example, 64, 16, labels="y_train")
     assert data["y_train"].shape == (64, 4) and data["y_train"].dtype == np.float32
-    assert not np.array_equal(data["x_train"][:16], data["x_test"])  # distinct splits
     boxes = np.concatenate([data["y_train"], data["y_test"]])
     assert np.all(boxes >= 0.0) and np.all(boxes <= 1.0)
     assert np.all(boxes[:, 2:] > boxes[:, :2])  # xyxy with positive width and height
@@ -511,8 +525,6 @@ def test_detection_data_is_deterministic_and_boxes_are_valid() -> None:
     for image, box in zip(data["x_train"][:8], data["y_train"][:8], strict=True):
         x1, y1, x2, y2 = np.round(box * example.SIZE).astype(int)
         assert image[y1:y2, x1:x2].mean() > image.mean()
-    other = example.make_data(seed=4, train_images=64, test_images=16)
-    assert not np.array_equal(other["y_train"], data["y_train"])
 
 
 def test_box_iou_matches_a_hand_count() -> None:
@@ -608,16 +620,11 @@ def test_metric_learning_pca_2d_projects_on_the_leading_components() -> None:
 
 def test_multitask_data_is_deterministic_and_consistent() -> None:
     example = _load("multitask")
-    data = example.make_data(seed=3, train_images=64, test_images=16)
-    again = example.make_data(seed=3, train_images=64, test_images=16)
-    for key, value in data.items():
-        np.testing.assert_array_equal(value, again[key])
+    data = _split_data(example, 64, 16, labels="mask_train")
     size = example.SIZE
-    assert data["x_train"].shape == (64, size, size, 1) and data["x_train"].dtype == np.float32
     assert data["mask_train"].shape == (64, size, size) and data["mask_train"].dtype == np.int32
     assert data["box_train"].shape == (64, 4) and data["box_train"].dtype == np.float32
     assert data["class_train"].shape == (64,) and data["class_train"].dtype == np.int32
-    assert not np.array_equal(data["x_train"][:16], data["x_test"])  # distinct splits
     assert set(np.unique(data["mask_train"])) == {0, 1}
     assert set(np.unique(data["class_train"])) == set(range(example.NUM_SHAPES))
     # every box is the tight box of its mask, in [0, 1] xyxy
@@ -629,8 +636,6 @@ def test_multitask_data_is_deterministic_and_consistent() -> None:
     # the object is the bright part of the image (the distractor dots are small)
     images, masks = data["x_train"][..., 0], data["mask_train"].astype(bool)
     assert images[masks].mean() > images[~masks].mean() + 0.3
-    other = example.make_data(seed=4, train_images=64, test_images=16)
-    assert not np.array_equal(other["mask_train"], data["mask_train"])
 
 
 def test_multitask_mask_miou_matches_a_hand_count() -> None:
@@ -774,10 +779,7 @@ def test_depth_scenes_are_positive_and_scaled_per_image() -> None:
 
 def test_keypoints_data_is_deterministic_and_vertices_are_ordered() -> None:
     example = _load("keypoints")
-    data = example.make_data(seed=3, train_images=12, test_images=4)
-    again = example.make_data(seed=3, train_images=12, test_images=4)
-    np.testing.assert_array_equal(data["x_train"], again["x_train"])
-    assert data["x_train"].shape == (12, example.SIZE, example.SIZE, 1)
+    data = _split_data(example, 12, 4, labels="y_train")
     keypoints = data["y_train"]
     assert keypoints.shape == (12, example.K, 2)
     assert keypoints.min() >= 0.0 and keypoints.max() <= example.SIZE - 1
