@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import jaxloss
 from bench import dense_torch as ref
@@ -190,12 +192,9 @@ def test_kld_rotated_matches_mmrotate():
 _ASSIGN = jax.jit(lambda *a: jaxloss.task_aligned_assign(*a, top_k=4))  # compiled once
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_task_aligned_assign_matches_ultralytics(seed):
-    """Random problems with tied metrics (scores and boxes drawn from few values), images
-    without ground truth, padding, and anchors claimed by several boxes; compared in
-    float64 so that only the logic, not the rounding, decides the top-k."""
-    problem = assign_problem(np.random.default_rng(seed))
+def _assign_against_ultralytics(problem, score_rtol=1e-6):
+    """jaxloss's and the ultralytics rewrite's assignments of ``problem``, compared in
+    float64 so that only the logic, not the rounding, decides the top-k; returns ``fg``."""
     scores, boxes, anchors, labels, gt, mask = problem
     assigner = ref.TaskAlignedAssigner(topk=4, num_classes=scores.shape[-1], alpha=0.5, beta=6.0)
     t_labels, t_boxes, t_scores, t_fg = assigner(
@@ -206,15 +205,68 @@ def test_task_aligned_assign_matches_ultralytics(seed):
         ours = _ASSIGN(*(jnp.asarray(v, jnp.float64) for v in (scores, boxes, anchors)), labels,
                       jnp.asarray(gt, jnp.float64), mask)
         o_labels, o_boxes, o_scores, o_fg = (np.asarray(v) for v in ours)
-    assert o_fg.any() and not o_fg.all()
     np.testing.assert_array_equal(o_fg, t_fg.numpy())
     fg = o_fg
     np.testing.assert_array_equal(o_labels[fg], t_labels.numpy()[fg])
     np.testing.assert_array_equal(o_boxes[fg], t_boxes.numpy()[fg])
     # The scores carry the overlaps, whose eps placement (torchvision's CIoU here, eps added to
     # the heights in ultralytics') moves them by O(1e-7): equal to 1e-6, not to float64's.
-    _close(o_scores, t_scores.numpy(), rtol=1e-6, atol=1e-9)
+    _close(o_scores, t_scores.numpy(), rtol=score_rtol, atol=1e-9)
     assert not o_fg[mask.sum(1) == 0].any()                       # empty images
+    return o_fg
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_task_aligned_assign_matches_ultralytics(seed):
+    """Random problems with tied metrics (scores and boxes drawn from few values), images
+    without ground truth, padding, and anchors claimed by several boxes."""
+    fg = _assign_against_ultralytics(assign_problem(np.random.default_rng(seed)))
+    assert fg.any() and not fg.all()
+
+
+_HALVES = st.integers(0, 10)      # box corners on a half-cell grid: anchors (at cell centres)
+_SIDES = st.integers(1, 8)        # fall exactly on box edges, where the 1e-9 margin decides
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16),
+       corners=st.lists(st.tuples(_HALVES, _HALVES, _SIDES, _SIDES), min_size=6, max_size=6),
+       present=st.lists(st.booleans(), min_size=6, max_size=6),
+       labels=st.lists(st.integers(0, 2), min_size=6, max_size=6))
+def test_task_aligned_assign_property_against_ultralytics(seed, corners, present, labels):
+    """Hypothesis varies the ground truth (boxes on the anchors' edges, duplicates,
+    containment, padding anywhere, empty images) of the shared problem's shapes; the
+    assignment must equal ultralytics' and be consistent with itself."""
+    scores, boxes, anchors, _, _, _ = assign_problem(np.random.default_rng(seed))
+    scores, boxes = scores[:2], boxes[:2]
+    box = np.array([[x / 2, y / 2, x / 2 + w / 2, y / 2 + h / 2] for x, y, w, h in corners],
+                   np.float32).reshape(2, 3, 4)
+    mask = np.array(present).reshape(2, 3)
+    gt = np.where(mask[..., None], box, 0.0).astype(np.float32)
+    label = np.where(mask, np.array(labels).reshape(2, 3), -1).astype(np.int32)
+    gt = np.concatenate([gt, np.zeros((2, 1, 4), np.float32)], axis=1)     # m = 4 slots,
+    mask = np.concatenate([mask, np.zeros((2, 1), bool)], axis=1)          # as compiled
+    label = np.concatenate([label, -np.ones((2, 1), np.int32)], axis=1)
+    # Boxes as thin as half a cell: ultralytics' eps (1e-7, added to the heights) moves an
+    # overlap u by up to 1e-7 / 0.5 relative; the score goes as u**beta / max(u**beta) * max u
+    # with beta = 6, so up to (6 + 6 + 1) * 2e-7 = 2.6e-6 relative: compared to 5e-6. The
+    # positives, their classes and boxes are compared exactly.
+    fg = _assign_against_ultralytics((scores, boxes, anchors, label, gt, mask), score_rtol=5e-6)
+    with jax.enable_x64(True):
+        t_labels, t_boxes, t_scores, _ = (np.asarray(v) for v in _ASSIGN(
+            *(jnp.asarray(v, jnp.float64) for v in (scores, boxes, anchors)), label,
+            jnp.asarray(gt, jnp.float64), mask))
+    # A positive lies strictly inside a real box of its image and takes that box's class.
+    for i, k in zip(*np.nonzero(fg), strict=True):
+        real = mask[i] & np.all(gt[i] == t_boxes[i, k], axis=-1)
+        assert real.any() and t_labels[i, k] in label[i][real]
+        x, y = anchors[k]
+        x1, y1, x2, y2 = t_boxes[i, k]
+        assert min(x - x1, y - y1, x2 - x, y2 - y) > 0
+    # Scores: zero off the positives and off their class, within [0, 1] on it.
+    off = np.ones_like(t_scores, bool)
+    off[fg, t_labels[fg]] = False
+    assert np.all(t_scores[off] == 0) and np.all((t_scores >= 0) & (t_scores <= 1))
 
 
 def test_yolo_criterion_matches_v8_detection_loss():
