@@ -248,8 +248,9 @@ def mutual_information_loss(
     ``p_ab`` the mean of their outer products.
 
     Convention: MONAI's ``kernel_type="gaussian"``: intensities are expected
-    in ``[0, 1]`` and clamped to it (a value outside gets no gradient, as in
-    MONAI); normalise images first. All of an image's entries (every
+    in ``[0, 1]`` and clamped to it (a value outside gets no gradient, one at
+    exactly 0 or 1 all of it, as ``torch.clamp`` in MONAI); normalise images
+    first. All of an image's entries (every
     spatial position and channel) form one sample.
 
     Args:
