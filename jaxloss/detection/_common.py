@@ -33,7 +33,16 @@ def check_format(value: str, name: str) -> None:
     _checks.check_choice(value, name, FORMATS)
 
 
-def unstack(boxes: Array) -> tuple[Array, Array, Array, Array]:
+def unstack(boxes: Array | tuple[Array, Array, Array, Array]
+            ) -> tuple[Array, Array, Array, Array]:
+    """The four coordinates of ``(..., 4)`` boxes (a tuple of four is returned as is).
+
+    Kernels unstack their boxes once and pass the tuple to the helpers below: the
+    gradient then accumulates each coordinate's cotangent before one transposed
+    slice, instead of one per helper (four times fewer kernels for XLA to compile).
+    """
+    if isinstance(boxes, tuple):
+        return boxes
     return boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
 
 
