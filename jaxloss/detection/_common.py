@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Literal
 
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -67,6 +68,23 @@ def convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
     else:
         out = (x1, y1, x2, y2)
     return jnp.stack(out, axis=-1)
+
+
+def to_xyxy_linear(boxes: Array, in_fmt: str) -> Array:
+    """``convert(boxes, in_fmt, "xyxy")`` as one product with a 4 x 4 matrix.
+
+    The same values for finite boxes (each corner is one rounding of the same
+    two terms, the others are exact zeros); a non-finite coordinate makes the
+    whole box non-finite. Its derivative is one product too, where the stack in
+    :func:`convert` transposes to four slices, each a separate XLA kernel that
+    recomputes the whole gradient expression feeding it.
+    """
+    if in_fmt == "xyxy":
+        return boxes
+    half = 0.5 if in_fmt == "cxcywh" else 1.0
+    low = -half if in_fmt == "cxcywh" else 0.0
+    matrix = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [low, 0, half, 0], [0, low, 0, half]])
+    return jnp.matmul(boxes, jnp.asarray(matrix, boxes.dtype), precision=lax.Precision.HIGHEST)
 
 
 def inter_union(b1: Array, b2: Array) -> tuple[Array, Array]:
