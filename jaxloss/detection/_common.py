@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Literal
 
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks
@@ -33,8 +34,20 @@ def check_format(value: str, name: str) -> None:
     _checks.check_choice(value, name, FORMATS)
 
 
-def unstack(boxes: Array) -> tuple[Array, Array, Array, Array]:
-    return boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+def unstack(boxes: Array | tuple[Array, Array, Array, Array]
+            ) -> tuple[Array, Array, Array, Array]:
+    """The four coordinates of ``(..., 4)`` boxes (a tuple of four is returned as is).
+
+    Kernels unstack their boxes once and pass the tuple to the helpers below: the
+    gradient then accumulates each coordinate's cotangent before one transposed
+    split, instead of one per helper. ``split`` (not four slices): its transpose
+    is one concatenation, where four slices give four pads that XLA compiles as
+    four kernels each recomputing the whole forward expression.
+    """
+    if isinstance(boxes, tuple):
+        return boxes
+    x1, y1, x2, y2 = (part[..., 0] for part in jnp.split(boxes, 4, axis=-1))
+    return x1, y1, x2, y2
 
 
 def convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
@@ -55,6 +68,23 @@ def convert(boxes: Array, in_fmt: str, out_fmt: str) -> Array:
     else:
         out = (x1, y1, x2, y2)
     return jnp.stack(out, axis=-1)
+
+
+def to_xyxy_linear(boxes: Array, in_fmt: str) -> Array:
+    """``convert(boxes, in_fmt, "xyxy")`` as one product with a 4 x 4 matrix.
+
+    The same values for finite boxes (each corner is one rounding of the same
+    two terms, the others are exact zeros); a non-finite coordinate makes the
+    whole box non-finite. Its derivative is one product too, where the stack in
+    :func:`convert` transposes to four slices, each a separate XLA kernel that
+    recomputes the whole gradient expression feeding it.
+    """
+    if in_fmt == "xyxy":
+        return boxes
+    half = 0.5 if in_fmt == "cxcywh" else 1.0
+    low = -half if in_fmt == "cxcywh" else 0.0
+    matrix = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [low, 0, half, 0], [0, low, 0, half]])
+    return jnp.matmul(boxes, jnp.asarray(matrix, boxes.dtype), precision=lax.Precision.HIGHEST)
 
 
 def inter_union(b1: Array, b2: Array) -> tuple[Array, Array]:

@@ -17,6 +17,7 @@ from jaxloss.detection._common import enclosing_wh, inter_union, iou_ratio, unst
 
 
 def giou_forward(p: Array, t: Array, e: Array) -> Array:
+    p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     cw, ch = enclosing_wh(p, t)
     area_c = cw * ch

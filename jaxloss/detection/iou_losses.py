@@ -132,12 +132,14 @@ def _finish(values: Array, bad: Array | None, *, where: ArrayLike | None,
 
 
 def _iou_values(p: Array, t: Array, e: Array) -> Array:
+    p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     return 1 - iou_ratio(inter, union, e)
 
 
 def _diou_terms(p: Array, t: Array, e: Array) -> tuple[Array, Array, Array, Array]:
     """IoU, the normalised centre distance, and the enclosing box's width and height."""
+    p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     iou = iou_ratio(inter, union, e)
     cw, ch = enclosing_wh(p, t)
@@ -146,11 +148,13 @@ def _diou_terms(p: Array, t: Array, e: Array) -> tuple[Array, Array, Array, Arra
 
 
 def _diou_values(p: Array, t: Array, e: Array) -> Array:
+    p, t = unstack(p), unstack(t)
     iou, distance, _, _ = _diou_terms(p, t, e)
     return 1 - iou + distance
 
 
 def _ciou_values(p: Array, t: Array, e: Array) -> Array:
+    p, t = unstack(p), unstack(t)
     iou, distance, _, _ = _diou_terms(p, t, e)
     x1, y1, x2, y2 = unstack(p)
     x1g, y1g, x2g, y2g = unstack(t)
@@ -161,6 +165,7 @@ def _ciou_values(p: Array, t: Array, e: Array) -> Array:
 
 
 def _eiou_values(p: Array, t: Array, e: Array) -> Array:
+    p, t = unstack(p), unstack(t)
     iou, distance, cw, ch = _diou_terms(p, t, e)
     x1, y1, x2, y2 = unstack(p)
     x1g, y1g, x2g, y2g = unstack(t)

@@ -25,7 +25,7 @@ from jax.typing import ArrayLike
 from jaxloss import _checks, _reduce
 from jaxloss._classes import log_probability_of, out_of_range, poison
 from jaxloss._numerics import abs_zero_grad, one_hot, sigmoid_focal_values
-from jaxloss.detection._common import BoxFormat, convert
+from jaxloss.detection._common import BoxFormat, convert, to_xyxy_linear
 from jaxloss.detection._giou import giou_values
 from jaxloss.detection.matching import match_queries, matching_cost, matching_inputs
 
@@ -236,7 +236,7 @@ def _criterion(logits: Array, boxes: Array, labels: Array, t_boxes: Array, mask:
     target = jnp.take_along_axis(t_boxes, index[..., None], axis=1)             # [N, Q, 4]
     pred = jnp.where(keep, boxes, target)
     l1 = jnp.sum(abs_zero_grad(pred - target), axis=-1)                         # [N, Q]
-    giou = giou_values(convert(pred, box_format, "xyxy"), convert(target, box_format, "xyxy"),
+    giou = giou_values(to_xyxy_linear(pred, box_format), convert(target, box_format, "xyxy"),
                        jnp.zeros((), compute))                                  # [N, Q]
     l1, giou = poison(l1, bad), poison(giou, bad)
     bbox_loss, giou_loss = (

@@ -29,6 +29,7 @@ __all__ = ["siou_loss"]
 
 def _siou_values(p: Array, t: Array, e: Array) -> Array:
     """``1 - clip(SIoU, -1, 1)`` of xyxy pairs, mmdet's eps placement."""
+    p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     iou = iou_ratio(inter, union, e)
     cw, ch = enclosing_wh(p, t)

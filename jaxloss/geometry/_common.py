@@ -4,11 +4,11 @@ whole-image masking."""
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 from jaxloss import _checks, _reduce
-from jaxloss.image.ssim import _filter_axis
 
 
 def float_batch(value: ArrayLike, name: str, *, rank: int | tuple[int, ...],
@@ -44,17 +44,27 @@ def pair(predictions: ArrayLike, targets: ArrayLike, *, check=None) -> tuple[Arr
     return _checks.elementwise_pair(predictions, targets)
 
 
+def _band(taps: tuple[float, ...], size: int) -> np.ndarray:
+    """``(size, size)`` matrix of the zero-padded "same" correlation with ``taps``."""
+    radius = len(taps) // 2
+    band = np.zeros((size, size + 2 * radius), np.float64)
+    for k, tap in enumerate(taps):
+        band[np.arange(size), np.arange(size) + k] = tap
+    return band[:, radius:size + radius]
+
+
 def filter_same(z: Array, taps: tuple[float, ...], axes: tuple[int, ...]) -> Array:
     """Correlation with the 1-D window ``taps`` along each of ``axes``, zero-padded ("same").
 
-    ``len(taps)`` is odd; the output has the input's shape. The image family's
-    valid filter (shifted multiply-adds that XLA fuses) on a zero-padded input.
+    ``len(taps)`` is odd; the output has the input's shape. One product with a
+    banded matrix per axis: its derivatives are products too, where shifted
+    multiply-adds would give XLA one sliced and padded term per tap and axis to
+    compile (seconds for a 3-D window).
     """
-    radius = len(taps) // 2
     for axis in axes:
-        pad = [(0, 0)] * z.ndim
-        pad[axis] = (radius, radius)
-        z = _filter_axis(jnp.pad(z, pad), taps, axis, 1)
+        band = jnp.asarray(_band(taps, z.shape[axis]), z.dtype)
+        z = jnp.moveaxis(jnp.tensordot(z, band, axes=((axis,), (1,)),
+                                       precision=lax.Precision.HIGHEST), -1, axis)
     return z
 
 
