@@ -34,8 +34,11 @@ def check_format(value: str, name: str) -> None:
     _checks.check_choice(value, name, FORMATS)
 
 
-def unstack(boxes: Array | tuple[Array, Array, Array, Array]
-            ) -> tuple[Array, Array, Array, Array]:
+# Boxes as their four coordinate arrays (x1, y1, x2, y2), as ``unstack`` returns them.
+Coords = tuple[Array, Array, Array, Array]
+
+
+def unstack(boxes: Array | Coords) -> Coords:
     """The four coordinates of ``(..., 4)`` boxes (a tuple of four is returned as is).
 
     Kernels unstack their boxes once and pass the tuple to the helpers below: the
@@ -87,7 +90,7 @@ def to_xyxy_linear(boxes: Array, in_fmt: str) -> Array:
     return jnp.matmul(boxes, jnp.asarray(matrix, boxes.dtype), precision=lax.Precision.HIGHEST)
 
 
-def inter_union(b1: Array, b2: Array) -> tuple[Array, Array]:
+def inter_union(b1: Array | Coords, b2: Array | Coords) -> tuple[Array, Array]:
     """Intersection and union areas of ``xyxy`` boxes of the same rank (size-1 axes broadcast).
 
     The intersection is 0 unless both overlaps are strictly positive (torchvision's
@@ -104,14 +107,14 @@ def inter_union(b1: Array, b2: Array) -> tuple[Array, Array]:
     return inter, union
 
 
-def enclosing_wh(b1: Array, b2: Array) -> tuple[Array, Array]:
+def enclosing_wh(b1: Array | Coords, b2: Array | Coords) -> tuple[Array, Array]:
     """Width and height of the smallest box enclosing both ``xyxy`` boxes."""
     x1, y1, x2, y2 = unstack(b1)
     x1g, y1g, x2g, y2g = unstack(b2)
     return jnp.maximum(x2, x2g) - jnp.minimum(x1, x1g), jnp.maximum(y2, y2g) - jnp.minimum(y1, y1g)
 
 
-def center_distance_sq(b1: Array, b2: Array) -> Array:
+def center_distance_sq(b1: Array | Coords, b2: Array | Coords) -> Array:
     """Squared distance between the boxes' centres (torchvision's ``_diou_iou_loss`` form)."""
     x1, y1, x2, y2 = unstack(b1)
     x1g, y1g, x2g, y2g = unstack(b2)

@@ -13,10 +13,10 @@ from jax import Array
 from jax.custom_derivatives import SymbolicZero
 
 from jaxloss._numerics import safe_div
-from jaxloss.detection._common import enclosing_wh, inter_union, iou_ratio, unstack
+from jaxloss.detection._common import Coords, enclosing_wh, inter_union, iou_ratio, unstack
 
 
-def giou_forward(p: Array, t: Array, e: Array) -> Array:
+def giou_forward(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     cw, ch = enclosing_wh(p, t)

@@ -37,6 +37,7 @@ from jaxloss._classes import poison
 from jaxloss._numerics import safe_div
 from jaxloss.detection._common import (
     BoxFormat,
+    Coords,
     as_boxes,
     aspect_angle,
     center_distance_sq,
@@ -131,13 +132,14 @@ def _finish(values: Array, bad: Array | None, *, where: ArrayLike | None,
 # --------------------------------------------------------------------------------------
 
 
-def _iou_values(p: Array, t: Array, e: Array) -> Array:
+def _iou_values(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
     return 1 - iou_ratio(inter, union, e)
 
 
-def _diou_terms(p: Array, t: Array, e: Array) -> tuple[Array, Array, Array, Array]:
+def _diou_terms(p: Array | Coords, t: Array | Coords, e: Array
+                ) -> tuple[Array, Array, Array, Array]:
     """IoU, the normalised centre distance, and the enclosing box's width and height."""
     p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
@@ -147,13 +149,13 @@ def _diou_terms(p: Array, t: Array, e: Array) -> tuple[Array, Array, Array, Arra
     return iou, distance, cw, ch
 
 
-def _diou_values(p: Array, t: Array, e: Array) -> Array:
+def _diou_values(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     p, t = unstack(p), unstack(t)
     iou, distance, _, _ = _diou_terms(p, t, e)
     return 1 - iou + distance
 
 
-def _ciou_values(p: Array, t: Array, e: Array) -> Array:
+def _ciou_values(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     p, t = unstack(p), unstack(t)
     iou, distance, _, _ = _diou_terms(p, t, e)
     x1, y1, x2, y2 = unstack(p)
@@ -164,7 +166,7 @@ def _ciou_values(p: Array, t: Array, e: Array) -> Array:
     return 1 - iou + distance + alpha * v
 
 
-def _eiou_values(p: Array, t: Array, e: Array) -> Array:
+def _eiou_values(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     p, t = unstack(p), unstack(t)
     iou, distance, cw, ch = _diou_terms(p, t, e)
     x1, y1, x2, y2 = unstack(p)

@@ -16,6 +16,7 @@ from jaxloss._checks import Reduction
 from jaxloss._numerics import abs_zero_grad, safe_div
 from jaxloss.detection._common import (
     BoxFormat,
+    Coords,
     enclosing_wh,
     inter_union,
     iou_ratio,
@@ -27,7 +28,7 @@ from jaxloss.registry import _builtin
 __all__ = ["siou_loss"]
 
 
-def _siou_values(p: Array, t: Array, e: Array) -> Array:
+def _siou_values(p: Array | Coords, t: Array | Coords, e: Array) -> Array:
     """``1 - clip(SIoU, -1, 1)`` of xyxy pairs, mmdet's eps placement."""
     p, t = unstack(p), unstack(t)
     inter, union = inter_union(p, t)
